@@ -1,0 +1,116 @@
+//! The error type of the safe core and its one-to-one mapping to the C codes.
+//!
+//! Every variant carries the `errno` of the system call that failed (or
+//! `EINVAL` for arguments rejected before any system call). The FFI layer
+//! stores that value in `errno` as its very last action, so cleanup calls made
+//! after the failure can never clobber it.
+
+use std::ffi::c_int;
+
+/// An `errno` value, as the failing call left it.
+pub type Errno = c_int;
+
+/// What failed. Each variant maps to exactly one C return code (the one
+/// exhaustive match in `ffi::code_of`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// TCP_KEEPIDLE could not be set or read, or the idle time is out of range.
+    #[error("{}", msg(MSG_IDLE))]
+    Idle(Errno),
+    /// TCP_KEEPINTVL could not be set or read, or the interval is out of range.
+    #[error("{}", msg(MSG_INTVL))]
+    Intvl(Errno),
+    /// TCP_KEEPCNT could not be set or read, or the count is out of range.
+    #[error("{}", msg(MSG_CNT))]
+    Cnt(Errno),
+    /// SO_KEEPALIVE could not be set or read, or `enabled` is not 0 or 1.
+    #[error("{}", msg(MSG_KEEPALIVE))]
+    KeepAlive(Errno),
+    /// TCP_USER_TIMEOUT could not be set or read, or the value is out of range.
+    #[error("{}", msg(MSG_USER_TIMEOUT))]
+    UserTimeout(Errno),
+    /// A NULL pointer or otherwise meaningless argument (errno EINVAL).
+    #[error("{}", msg(MSG_INVALID))]
+    Invalid,
+    /// A bug in the library: a panic was caught at the C boundary.
+    #[error("{}", msg(MSG_INTERNAL))]
+    Internal,
+}
+
+/// The result type of the safe core.
+pub type Result<T> = std::result::Result<T, Error>;
+
+// Message texts: each is stored once, NUL-terminated, so that the same bytes
+// serve `Display` (without the NUL) and `heartbeat_strerror` (as a C string,
+// with no copy and no allocation).
+pub(crate) const MSG_OK: &str = "success\0";
+pub(crate) const MSG_IDLE: &str = "TCP_KEEPIDLE (idle time before the first probe) could not be set or read, or is out of range\0";
+pub(crate) const MSG_INTVL: &str =
+    "TCP_KEEPINTVL (interval between probes) could not be set or read, or is out of range\0";
+pub(crate) const MSG_CNT: &str = "TCP_KEEPCNT (unanswered probes before the peer is declared dead) could not be set or read, or is out of range\0";
+pub(crate) const MSG_KEEPALIVE: &str =
+    "SO_KEEPALIVE could not be set or read, or enabled is not 0 or 1\0";
+pub(crate) const MSG_USER_TIMEOUT: &str =
+    "TCP_USER_TIMEOUT could not be set or read, or is out of range\0";
+pub(crate) const MSG_INVALID: &str =
+    "invalid argument (NULL pointer or meaningless value); nothing was changed\0";
+pub(crate) const MSG_INTERNAL: &str = "internal error in libheartbeat (a bug: please report it)\0";
+pub(crate) const MSG_UNKNOWN: &str = "unknown libheartbeat error code\0";
+
+/// The text of a message without its terminating NUL.
+pub(crate) const fn msg(s: &'static str) -> &'static str {
+    // `split_at` is not const on the MSRV; build the slice by hand.
+    let bytes = s.as_bytes();
+    let (head, _) = bytes.split_at(bytes.len() - 1);
+    match std::str::from_utf8(head) {
+        Ok(t) => t,
+        Err(_) => s,
+    }
+}
+
+impl Error {
+    /// The `errno` that explains this error.
+    pub const fn errno(self) -> Errno {
+        match self {
+            Error::Idle(e)
+            | Error::Intvl(e)
+            | Error::Cnt(e)
+            | Error::KeepAlive(e)
+            | Error::UserTimeout(e) => e,
+            Error::Invalid => libc::EINVAL,
+            Error::Internal => libc::EIO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errno_is_carried() {
+        assert_eq!(Error::Idle(libc::EBADF).errno(), libc::EBADF);
+        assert_eq!(Error::UserTimeout(libc::EPERM).errno(), libc::EPERM);
+        assert_eq!(Error::Invalid.errno(), libc::EINVAL);
+        assert_eq!(Error::Internal.errno(), libc::EIO);
+    }
+
+    #[test]
+    fn messages_are_single_nul_terminated() {
+        for m in [
+            MSG_OK,
+            MSG_IDLE,
+            MSG_INTVL,
+            MSG_CNT,
+            MSG_KEEPALIVE,
+            MSG_USER_TIMEOUT,
+            MSG_INVALID,
+            MSG_INTERNAL,
+            MSG_UNKNOWN,
+        ] {
+            assert!(m.ends_with('\0'), "{m:?}");
+            assert_eq!(m.matches('\0').count(), 1, "interior NUL in {m:?}");
+            assert_eq!(msg(m).len(), m.len() - 1);
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! The C ABI: a thin layer that only converts between C values and the safe
+//! core, inside one panic boundary ([`guard`]). One module per C type or
+//! family of functions; this one holds the codes and the shared helpers.
+//!
+//! Everything public here is read by cbindgen and becomes `include/heartbeat.h`;
+//! the doc comments are the header's documentation.
+#![allow(non_camel_case_types)]
+// Exported functions take C pointers: the contract that they are NULL or
+// valid is the C caller's (documented in the header), not a Rust `unsafe fn`.
+#![allow(clippy::not_unsafe_ptr_arg_deref)]
+
+use std::ffi::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::{self, Error, Result};
+use crate::sys::set_errno;
+
+/// Success.
+pub const HEARTBEAT_OK: c_int = 0;
+/// TCP_KEEPIDLE could not be set or read, or `idle` is out of range
+/// (errno EINVAL). Same value as the original `heartbeat(fd)` recipe.
+///
+/// This is also the code for an fd that is not an open TCP socket: every
+/// function that takes an fd touches TCP_KEEPIDLE first, so a negative or
+/// closed fd fails here with EBADF, a pipe or file with ENOTSOCK, a UDP
+/// socket with ENOPROTOOPT and a UNIX socket with EOPNOTSUPP, before anything
+/// is changed. (`heartbeat_disable()` is the exception: see there.)
+pub const HEARTBEAT_ERR_IDLE: c_int = -1;
+/// TCP_KEEPINTVL could not be set or read, or `intvl` is out of range
+/// (errno EINVAL). Same value as the original recipe.
+pub const HEARTBEAT_ERR_INTVL: c_int = -2;
+/// TCP_KEEPCNT could not be set or read, or `cnt` is out of range
+/// (errno EINVAL). Same value as the original recipe.
+pub const HEARTBEAT_ERR_CNT: c_int = -3;
+/// SO_KEEPALIVE could not be set or read, or `enabled` is neither 0 nor 1
+/// (errno EINVAL). The library never retries a failed call.
+pub const HEARTBEAT_ERR_KEEPALIVE: c_int = -4;
+/// TCP_USER_TIMEOUT could not be set or read, or `user_timeout_ms` is larger
+/// than INT_MAX (errno EINVAL).
+pub const HEARTBEAT_ERR_USER_TIMEOUT: c_int = -5;
+/// A NULL pointer or otherwise meaningless argument. errno is EINVAL and
+/// nothing was changed.
+pub const HEARTBEAT_ERR_INVALID: c_int = -6;
+/// A bug in libheartbeat: a Rust panic was caught before it could cross into
+/// C. errno is EIO. The socket may be partly configured; please report it.
+pub const HEARTBEAT_ERR_INTERNAL: c_int = -7;
+
+/// Smallest accepted `idle` (seconds).
+pub const HEARTBEAT_IDLE_MIN: c_int = 1;
+/// Largest accepted `idle` (seconds; the kernel's MAX_TCP_KEEPIDLE).
+pub const HEARTBEAT_IDLE_MAX: c_int = 32767;
+/// Smallest accepted `intvl` (seconds).
+pub const HEARTBEAT_INTVL_MIN: c_int = 1;
+/// Largest accepted `intvl` (seconds; the kernel's MAX_TCP_KEEPINTVL).
+pub const HEARTBEAT_INTVL_MAX: c_int = 32767;
+/// Smallest accepted `cnt` (probes).
+pub const HEARTBEAT_CNT_MIN: c_int = 1;
+/// Largest accepted `cnt` (probes; the kernel's MAX_TCP_KEEPCNT).
+pub const HEARTBEAT_CNT_MAX: c_int = 127;
+
+/// The C code of an error: one exhaustive match, no wildcard, so a new
+/// variant cannot be added without a code. Codes are stable: never renumber,
+/// never reuse a retired value.
+pub(crate) const fn code_of(e: Error) -> c_int {
+    match e {
+        Error::Idle(_) => HEARTBEAT_ERR_IDLE,
+        Error::Intvl(_) => HEARTBEAT_ERR_INTVL,
+        Error::Cnt(_) => HEARTBEAT_ERR_CNT,
+        Error::KeepAlive(_) => HEARTBEAT_ERR_KEEPALIVE,
+        Error::UserTimeout(_) => HEARTBEAT_ERR_USER_TIMEOUT,
+        Error::Invalid => HEARTBEAT_ERR_INVALID,
+        Error::Internal => HEARTBEAT_ERR_INTERNAL,
+    }
+}
+
+/// The NUL-terminated message of a code (the same bytes as the error's
+/// `Display`, plus the NUL); unknown codes get a generic message.
+pub(crate) const fn message(code: c_int) -> &'static str {
+    match code {
+        HEARTBEAT_OK => error::MSG_OK,
+        HEARTBEAT_ERR_IDLE => error::MSG_IDLE,
+        HEARTBEAT_ERR_INTVL => error::MSG_INTVL,
+        HEARTBEAT_ERR_CNT => error::MSG_CNT,
+        HEARTBEAT_ERR_KEEPALIVE => error::MSG_KEEPALIVE,
+        HEARTBEAT_ERR_USER_TIMEOUT => error::MSG_USER_TIMEOUT,
+        HEARTBEAT_ERR_INVALID => error::MSG_INVALID,
+        HEARTBEAT_ERR_INTERNAL => error::MSG_INTERNAL,
+        _ => error::MSG_UNKNOWN,
+    }
+}
+
+/// The lowest code in use (for tests that walk every code).
+#[cfg(test)]
+const LOWEST: c_int = HEARTBEAT_ERR_INTERNAL;
+
+/// The panic boundary: runs `f`, turns its error into (code, errno) and a
+/// panic into HEARTBEAT_ERR_INTERNAL. errno is written last, so nothing the
+/// library did after the failing call can clobber it; on success errno is
+/// left alone.
+pub(crate) fn guard<F: FnOnce() -> Result<()>>(f: F) -> c_int {
+    let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(Error::Internal));
+    match r {
+        Ok(()) => HEARTBEAT_OK,
+        Err(e) => {
+            set_errno(e.errno());
+            code_of(e)
+        }
+    }
+}
+
+/// Like [`guard`] for functions that cannot fail: a panic gives `fallback`.
+pub(crate) fn guard_value<T, F: FnOnce() -> T>(fallback: T, f: F) -> T {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
+}
+
+/// Writes `v` through an out pointer, or fails with HEARTBEAT_ERR_INVALID.
+pub(crate) fn write_out<T>(out: *mut T, v: T) -> Result<()> {
+    // SAFETY: the caller promised that a non-NULL `out` points to a writable T.
+    unsafe { out.as_mut() }
+        .map(|o| *o = v)
+        .ok_or(Error::Invalid)
+}
+
+mod keepalive;
+pub use keepalive::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keepalive::Config;
+    use std::ffi::CStr;
+
+    #[test]
+    fn guard_catches_panics() {
+        let rc = guard(|| panic!("boom"));
+        assert_eq!(rc, HEARTBEAT_ERR_INTERNAL);
+        // SAFETY: errno location is valid.
+        assert_eq!(unsafe { *libc::__errno_location() }, libc::EIO);
+        assert_eq!(guard_value(7, || -> i32 { panic!("boom") }), 7);
+    }
+
+    #[test]
+    fn strerror_never_null_and_version_matches() {
+        for c in (LOWEST - 3)..=3 {
+            let p = heartbeat_strerror(c);
+            assert!(!p.is_null());
+            // SAFETY: static NUL-terminated string.
+            assert!(!unsafe { CStr::from_ptr(p) }.to_bytes().is_empty());
+        }
+        // SAFETY: static NUL-terminated string.
+        let v = unsafe { CStr::from_ptr(heartbeat_version()) };
+        assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn null_pointers_are_invalid() {
+        assert_eq!(
+            heartbeat_get(0, std::ptr::null_mut()),
+            HEARTBEAT_ERR_INVALID
+        );
+        assert_eq!(heartbeat_apply(0, std::ptr::null()), HEARTBEAT_ERR_INVALID);
+        assert_eq!(
+            heartbeat_system_defaults(std::ptr::null_mut()),
+            HEARTBEAT_ERR_INVALID
+        );
+    }
+
+    #[test]
+    fn codes_are_distinct_stable_and_match_display() {
+        let all = [
+            Error::Idle(1),
+            Error::Intvl(2),
+            Error::Cnt(3),
+            Error::KeepAlive(4),
+            Error::UserTimeout(5),
+            Error::Invalid,
+            Error::Internal,
+        ];
+        let codes: Vec<c_int> = all.iter().map(|e| code_of(*e)).collect();
+        assert_eq!(codes, vec![-1, -2, -3, -4, -5, -6, -7]);
+        assert_eq!(LOWEST, -7);
+        for e in all {
+            let m = message(code_of(e));
+            assert_ne!(m, error::MSG_UNKNOWN);
+            assert_eq!(e.to_string(), &m[..m.len() - 1]);
+        }
+        assert_eq!(message(1), error::MSG_UNKNOWN);
+        assert_eq!(message(LOWEST - 1), error::MSG_UNKNOWN);
+        assert_eq!(message(c_int::MIN), error::MSG_UNKNOWN);
+    }
+
+    #[test]
+    fn enabled_must_be_zero_or_one() {
+        let c = heartbeat_config {
+            enabled: 2,
+            idle: 1,
+            intvl: 1,
+            cnt: 1,
+            user_timeout_ms: 0,
+        };
+        assert_eq!(Config::try_from(&c), Err(Error::KeepAlive(libc::EINVAL)));
+    }
+}

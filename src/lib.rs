@@ -1,0 +1,12 @@
+//! libheartbeat: find out that the other end of a TCP connection is gone.
+//!
+//! The safe Rust core lives in [`keepalive`] (and [`error`]); [`ffi`] is the
+//! thin C ABI that cbindgen turns into `include/heartbeat.h`.
+
+pub mod error;
+pub mod ffi;
+pub mod keepalive;
+mod sys;
+
+pub use error::{Error, Result};
+pub use keepalive::Config;
