@@ -59,6 +59,30 @@
 #define HEARTBEAT_ERR_INTERNAL -7
 
 /**
+ * TCP_INFO or SO_ERROR could not be read by `heartbeat_status()`: the fd is
+ * not an open TCP socket (errno EBADF, ENOTSOCK, EOPNOTSUPP, ...).
+ */
+#define HEARTBEAT_ERR_TCP_INFO -8
+
+/**
+ * `heartbeat_monitor_watch()`: the monitor already watches this fd
+ * (errno EEXIST). Nothing changed.
+ */
+#define HEARTBEAT_ERR_ALREADY_WATCHED -9
+
+/**
+ * `heartbeat_monitor_alive()`, `_unwatch()`, `_last_heard_ms()`: the monitor
+ * does not watch this fd, or no longer does, for instance because its
+ * peer was declared dead (errno ENOENT). Nothing changed.
+ */
+#define HEARTBEAT_ERR_NOT_WATCHED -10
+
+/**
+ * Memory could not be allocated (errno ENOMEM). Nothing changed.
+ */
+#define HEARTBEAT_ERR_NOMEM -11
+
+/**
  * Smallest accepted `idle` (seconds).
  */
 #define HEARTBEAT_IDLE_MIN 1

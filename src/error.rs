@@ -35,6 +35,18 @@ pub enum Error {
     /// A bug in the library: a panic was caught at the C boundary.
     #[error("{}", msg(MSG_INTERNAL))]
     Internal,
+    /// TCP_INFO or SO_ERROR could not be read (status of a connection).
+    #[error("{}", msg(MSG_TCP_INFO))]
+    TcpInfo(Errno),
+    /// The monitor already watches this fd (errno EEXIST).
+    #[error("{}", msg(MSG_ALREADY_WATCHED))]
+    AlreadyWatched,
+    /// The monitor does not watch this fd (errno ENOENT).
+    #[error("{}", msg(MSG_NOT_WATCHED))]
+    NotWatched,
+    /// Memory could not be allocated (errno ENOMEM).
+    #[error("{}", msg(MSG_NOMEM))]
+    NoMem,
 }
 
 /// The result type of the safe core.
@@ -55,6 +67,10 @@ pub(crate) const MSG_USER_TIMEOUT: &str =
 pub(crate) const MSG_INVALID: &str =
     "invalid argument (NULL pointer or meaningless value); nothing was changed\0";
 pub(crate) const MSG_INTERNAL: &str = "internal error in libheartbeat (a bug: please report it)\0";
+pub(crate) const MSG_TCP_INFO: &str = "TCP_INFO or SO_ERROR could not be read: the fd is not a TCP socket\0";
+pub(crate) const MSG_ALREADY_WATCHED: &str = "the monitor already watches this fd\0";
+pub(crate) const MSG_NOT_WATCHED: &str = "the monitor does not watch this fd\0";
+pub(crate) const MSG_NOMEM: &str = "out of memory\0";
 pub(crate) const MSG_UNKNOWN: &str = "unknown libheartbeat error code\0";
 
 /// The text of a message without its terminating NUL.
@@ -76,9 +92,13 @@ impl Error {
             | Error::Intvl(e)
             | Error::Cnt(e)
             | Error::KeepAlive(e)
-            | Error::UserTimeout(e) => e,
+            | Error::UserTimeout(e)
+            | Error::TcpInfo(e) => e,
             Error::Invalid => libc::EINVAL,
             Error::Internal => libc::EIO,
+            Error::AlreadyWatched => libc::EEXIST,
+            Error::NotWatched => libc::ENOENT,
+            Error::NoMem => libc::ENOMEM,
         }
     }
 }

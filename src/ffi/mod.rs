@@ -44,6 +44,18 @@ pub const HEARTBEAT_ERR_INVALID: c_int = -6;
 /// A bug in libheartbeat: a Rust panic was caught before it could cross into
 /// C. errno is EIO. The socket may be partly configured; please report it.
 pub const HEARTBEAT_ERR_INTERNAL: c_int = -7;
+/// TCP_INFO or SO_ERROR could not be read by `heartbeat_status()`: the fd is
+/// not an open TCP socket (errno EBADF, ENOTSOCK, EOPNOTSUPP, ...).
+pub const HEARTBEAT_ERR_TCP_INFO: c_int = -8;
+/// `heartbeat_monitor_watch()`: the monitor already watches this fd
+/// (errno EEXIST). Nothing changed.
+pub const HEARTBEAT_ERR_ALREADY_WATCHED: c_int = -9;
+/// `heartbeat_monitor_alive()`, `_unwatch()`, `_last_heard_ms()`: the monitor
+/// does not watch this fd, or no longer does, for instance because its
+/// peer was declared dead (errno ENOENT). Nothing changed.
+pub const HEARTBEAT_ERR_NOT_WATCHED: c_int = -10;
+/// Memory could not be allocated (errno ENOMEM). Nothing changed.
+pub const HEARTBEAT_ERR_NOMEM: c_int = -11;
 
 /// Smallest accepted `idle` (seconds).
 pub const HEARTBEAT_IDLE_MIN: c_int = 1;
@@ -70,6 +82,10 @@ pub(crate) const fn code_of(e: Error) -> c_int {
         Error::UserTimeout(_) => HEARTBEAT_ERR_USER_TIMEOUT,
         Error::Invalid => HEARTBEAT_ERR_INVALID,
         Error::Internal => HEARTBEAT_ERR_INTERNAL,
+        Error::TcpInfo(_) => HEARTBEAT_ERR_TCP_INFO,
+        Error::AlreadyWatched => HEARTBEAT_ERR_ALREADY_WATCHED,
+        Error::NotWatched => HEARTBEAT_ERR_NOT_WATCHED,
+        Error::NoMem => HEARTBEAT_ERR_NOMEM,
     }
 }
 
@@ -85,13 +101,17 @@ pub(crate) const fn message(code: c_int) -> &'static str {
         HEARTBEAT_ERR_USER_TIMEOUT => error::MSG_USER_TIMEOUT,
         HEARTBEAT_ERR_INVALID => error::MSG_INVALID,
         HEARTBEAT_ERR_INTERNAL => error::MSG_INTERNAL,
+        HEARTBEAT_ERR_TCP_INFO => error::MSG_TCP_INFO,
+        HEARTBEAT_ERR_ALREADY_WATCHED => error::MSG_ALREADY_WATCHED,
+        HEARTBEAT_ERR_NOT_WATCHED => error::MSG_NOT_WATCHED,
+        HEARTBEAT_ERR_NOMEM => error::MSG_NOMEM,
         _ => error::MSG_UNKNOWN,
     }
 }
 
 /// The lowest code in use (for tests that walk every code).
 #[cfg(test)]
-const LOWEST: c_int = HEARTBEAT_ERR_INTERNAL;
+const LOWEST: c_int = HEARTBEAT_ERR_NOMEM;
 
 /// The panic boundary: runs `f`, turns its error into (code, errno) and a
 /// panic into HEARTBEAT_ERR_INTERNAL. errno is written last, so nothing the
@@ -175,10 +195,14 @@ mod tests {
             Error::UserTimeout(5),
             Error::Invalid,
             Error::Internal,
+            Error::TcpInfo(6),
+            Error::AlreadyWatched,
+            Error::NotWatched,
+            Error::NoMem,
         ];
         let codes: Vec<c_int> = all.iter().map(|e| code_of(*e)).collect();
-        assert_eq!(codes, vec![-1, -2, -3, -4, -5, -6, -7]);
-        assert_eq!(LOWEST, -7);
+        assert_eq!(codes, (-11..=-1).rev().collect::<Vec<c_int>>());
+        assert_eq!(LOWEST, -11);
         for e in all {
             let m = message(code_of(e));
             assert_ne!(m, error::MSG_UNKNOWN);
