@@ -17,8 +17,9 @@
  * This is also the code for an fd that is not an open TCP socket: every
  * function that takes an fd touches TCP_KEEPIDLE first, so a negative or
  * closed fd fails here with EBADF, a pipe or file with ENOTSOCK, a UDP
- * socket with ENOPROTOOPT and a UNIX socket with EOPNOTSUPP, before anything
- * is changed. (`heartbeat_disable()` is the exception: see there.)
+ * socket with ENOPROTOOPT (setting) or EOPNOTSUPP (reading), a UNIX socket
+ * with EOPNOTSUPP, before anything is changed. (`heartbeat_disable()` is the
+ * exception: see there.)
  */
 #define HEARTBEAT_ERR_IDLE -1
 

@@ -23,8 +23,9 @@ pub const HEARTBEAT_OK: c_int = 0;
 /// This is also the code for an fd that is not an open TCP socket: every
 /// function that takes an fd touches TCP_KEEPIDLE first, so a negative or
 /// closed fd fails here with EBADF, a pipe or file with ENOTSOCK, a UDP
-/// socket with ENOPROTOOPT and a UNIX socket with EOPNOTSUPP, before anything
-/// is changed. (`heartbeat_disable()` is the exception: see there.)
+/// socket with ENOPROTOOPT (setting) or EOPNOTSUPP (reading), a UNIX socket
+/// with EOPNOTSUPP, before anything is changed. (`heartbeat_disable()` is the
+/// exception: see there.)
 pub const HEARTBEAT_ERR_IDLE: c_int = -1;
 /// TCP_KEEPINTVL could not be set or read, or `intvl` is out of range
 /// (errno EINVAL). Same value as the original recipe.

@@ -1,0 +1,225 @@
+/* Kernel refusals, simulated with the LD_PRELOAD fault injector
+ * (c-tests/faultinject.c): for every option, the code returned, the errno
+ * preserved (the injector clobbers errno after every successful call), and
+ * what is left on the socket. Run as:
+ *   LD_PRELOAD=build/c-tests/faultinject.so build/c-tests/test_fault */
+#include "heartbeat.h"
+
+#include "check.h"
+#include "sockets.h"
+
+#include <stdlib.h>
+
+struct opt {
+    const char *name;
+    int code;
+    int err; /* the errno injected for this option: distinct per option */
+};
+
+/* heartbeat_apply()/heartbeat_get() order. */
+static const struct opt OPTS[5] = {
+    {"TCP_KEEPIDLE", HEARTBEAT_ERR_IDLE, EPERM},
+    {"TCP_KEEPINTVL", HEARTBEAT_ERR_INTVL, EACCES},
+    {"TCP_KEEPCNT", HEARTBEAT_ERR_CNT, ENOBUFS},
+    {"TCP_USER_TIMEOUT", HEARTBEAT_ERR_USER_TIMEOUT, EROFS},
+    {"SO_KEEPALIVE", HEARTBEAT_ERR_KEEPALIVE, ENOMEM},
+};
+
+static void fault(const char *op, const char *opt, int k, int err)
+{
+    char spec[128];
+    snprintf(spec, sizeof spec, "%s:%s:%d:%d", op, opt, k, err);
+    setenv("HEARTBEAT_FAULT", spec, 1);
+    setenv("HEARTBEAT_FAULT_CLOBBER", "1", 1);
+}
+
+static void no_fault(void)
+{
+    setenv("HEARTBEAT_FAULT", "", 1);
+    setenv("HEARTBEAT_FAULT_CLOBBER", "0", 1);
+}
+
+static int test_injector_is_loaded(void)
+{
+    int rc = 1, fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    CHECK(fd >= 0);
+    fault("set", "TCP_KEEPIDLE", 1, EPERM);
+    errno = 0;
+    CHECK_EQ(setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &one, sizeof one), -1);
+    CHECK_EQ(errno, EPERM);
+    CHECK_EQ(setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &one, sizeof one), 0); /* only the 1st */
+    CHECK_EQ(errno, EXDEV);                                                    /* clobbered */
+    rc = 0;
+cleanup:
+    no_fault();
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+/* heartbeat(): a refusal of option i returns its code and errno; options
+ * before it stay set (as in the recipe), options after it are untouched. */
+static int test_heartbeat_refusals(void)
+{
+    int rc = 1, c = -1, s = -1;
+    /* heartbeat() order: TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, SO_KEEPALIVE. */
+    const int order[4] = {0, 1, 2, 4};
+    for (int i = 0; i < 4; i++) {
+        const struct opt *o = &OPTS[order[i]];
+        fprintf(stderr, "  refusing %s\n", o->name);
+        no_fault();
+        CHECK_EQ(tcp_pair(0, &c, &s), 0);
+        struct raw_opts before = raw_opts(c);
+        fault("set", o->name, 1, o->err);
+        CHECK_RC_ERRNO(heartbeat(c, 11, 12, 13), o->code, o->err);
+        no_fault();
+        struct raw_opts after = raw_opts(c);
+        CHECK_EQ(after.idle, i > 0 ? 11 : before.idle);
+        CHECK_EQ(after.intvl, i > 1 ? 12 : before.intvl);
+        CHECK_EQ(after.cnt, i > 2 ? 13 : before.cnt);
+        CHECK_EQ(after.keepalive, 0);
+        CHECK_EQ(after.user_timeout, before.user_timeout);
+        close(c);
+        close(s);
+        c = s = -1;
+    }
+    rc = 0;
+cleanup:
+    no_fault();
+    if (c >= 0)
+        close(c);
+    if (s >= 0)
+        close(s);
+    return rc;
+}
+
+/* heartbeat_apply(): a refusal of any set, or of any read of the old values,
+ * returns that option's code and errno, and leaves the socket exactly as it
+ * was (all five options, read back raw). */
+static int test_apply_all_or_nothing(void)
+{
+    int rc = 1, c = -1, s = -1;
+    const struct heartbeat_config start = {1, 31, 32, 33, 34000};
+    const struct heartbeat_config cfg = {0, 41, 42, 43, 44000};
+    const char *ops[2] = {"set", "get"};
+    CHECK_EQ(tcp_pair(0, &c, &s), 0);
+    for (int op = 0; op < 2; op++) {
+        for (int i = 0; i < 5; i++) {
+            const struct opt *o = &OPTS[i];
+            fprintf(stderr, "  refusing %s of %s\n", ops[op], o->name);
+            no_fault();
+            CHECK_EQ(heartbeat_apply(c, &start), HEARTBEAT_OK);
+            struct raw_opts before = raw_opts(c);
+            fault(ops[op], o->name, 1, o->err);
+            CHECK_RC_ERRNO(heartbeat_apply(c, &cfg), o->code, o->err);
+            no_fault();
+            CHECK(raw_opts_equal(before, raw_opts(c)));
+        }
+    }
+    /* And with no fault it does apply (the cases above were not vacuous). */
+    struct heartbeat_config got;
+    CHECK_EQ(heartbeat_apply(c, &cfg), HEARTBEAT_OK);
+    CHECK_EQ(heartbeat_get(c, &got), HEARTBEAT_OK);
+    CHECK(memcmp(&got, &cfg, sizeof got) == 0);
+    rc = 0;
+cleanup:
+    no_fault();
+    if (c >= 0)
+        close(c);
+    if (s >= 0)
+        close(s);
+    return rc;
+}
+
+/* When the rollback itself is refused, the caller still gets the first
+ * failure: its code and its errno, not the rollback's. */
+static int test_apply_rollback_failure_keeps_first_error(void)
+{
+    int rc = 1, c = -1, s = -1;
+    const struct heartbeat_config cfg = {1, 41, 42, 43, 44000};
+    CHECK_EQ(tcp_pair(0, &c, &s), 0);
+    /* 1st set of TCP_KEEPCNT fails with ENOBUFS; the rollback's 2nd set of
+     * TCP_KEEPIDLE fails with EIO. */
+    setenv("HEARTBEAT_FAULT", "set:TCP_KEEPCNT:1:105,set:TCP_KEEPIDLE:2:5", 1);
+    setenv("HEARTBEAT_FAULT_CLOBBER", "1", 1);
+    CHECK_EQ(ENOBUFS, 105);
+    CHECK_EQ(EIO, 5);
+    CHECK_RC_ERRNO(heartbeat_apply(c, &cfg), HEARTBEAT_ERR_CNT, ENOBUFS);
+    no_fault();
+    /* TCP_KEEPINTVL was rolled back even though TCP_KEEPIDLE's rollback
+     * failed (the rollback does not stop at the first failure). */
+    CHECK(raw_get(c, IPPROTO_TCP, TCP_KEEPINTVL) != 42);
+    rc = 0;
+cleanup:
+    no_fault();
+    if (c >= 0)
+        close(c);
+    if (s >= 0)
+        close(s);
+    return rc;
+}
+
+/* heartbeat_get(): a refused read returns its code and errno and leaves
+ * *out untouched. */
+static int test_get_refusals(void)
+{
+    int rc = 1, c = -1, s = -1;
+    CHECK_EQ(tcp_pair(0, &c, &s), 0);
+    for (int i = 0; i < 5; i++) {
+        const struct opt *o = &OPTS[i];
+        struct heartbeat_config out, sentinel;
+        memset(&out, 0x3c, sizeof out);
+        sentinel = out;
+        fault("get", o->name, 1, o->err);
+        CHECK_RC_ERRNO(heartbeat_get(c, &out), o->code, o->err);
+        CHECK(memcmp(&out, &sentinel, sizeof out) == 0);
+    }
+    rc = 0;
+cleanup:
+    no_fault();
+    if (c >= 0)
+        close(c);
+    if (s >= 0)
+        close(s);
+    return rc;
+}
+
+/* heartbeat_disable(): one call, never retried. */
+static int test_disable_refused_once(void)
+{
+    int rc = 1, c = -1, s = -1;
+    CHECK_EQ(tcp_pair(0, &c, &s), 0);
+    CHECK_EQ(heartbeat(c, 5, 5, 5), HEARTBEAT_OK);
+    /* If the library retried, the 2nd attempt would fail with EACCES (or
+     * the 3rd succeed): the first refusal must be what comes back. */
+    setenv("HEARTBEAT_FAULT", "set:SO_KEEPALIVE:1:12,set:SO_KEEPALIVE:2:13", 1);
+    setenv("HEARTBEAT_FAULT_CLOBBER", "1", 1);
+    CHECK_RC_ERRNO(heartbeat_disable(c), HEARTBEAT_ERR_KEEPALIVE, ENOMEM);
+    no_fault();
+    CHECK_EQ(raw_get(c, SOL_SOCKET, SO_KEEPALIVE), 1);
+    /* Same for heartbeat()'s SO_KEEPALIVE (the recipe looped forever here). */
+    CHECK_EQ(heartbeat_disable(c), HEARTBEAT_OK);
+    setenv("HEARTBEAT_FAULT", "set:SO_KEEPALIVE:1:12,set:SO_KEEPALIVE:2:13", 1);
+    CHECK_RC_ERRNO(heartbeat(c, 5, 5, 5), HEARTBEAT_ERR_KEEPALIVE, ENOMEM);
+    no_fault();
+    CHECK_EQ(raw_get(c, SOL_SOCKET, SO_KEEPALIVE), 0);
+    rc = 0;
+cleanup:
+    no_fault();
+    if (c >= 0)
+        close(c);
+    if (s >= 0)
+        close(s);
+    return rc;
+}
+
+int main(void)
+{
+    RUN(test_injector_is_loaded);
+    RUN(test_heartbeat_refusals);
+    RUN(test_apply_all_or_nothing);
+    RUN(test_apply_rollback_failure_keeps_first_error);
+    RUN(test_get_refusals);
+    RUN(test_disable_refused_once);
+    return CHECK_EXIT();
+}
