@@ -138,17 +138,20 @@ static int test_apply_rollback_failure_keeps_first_error(void)
     int rc = 1, c = -1, s = -1;
     const struct heartbeat_config cfg = {1, 41, 42, 43, 44000};
     CHECK_EQ(tcp_pair(0, &c, &s), 0);
-    /* 1st set of TCP_KEEPCNT fails with ENOBUFS; the rollback's 2nd set of
-     * TCP_KEEPIDLE fails with EIO. */
-    setenv("HEARTBEAT_FAULT", "set:TCP_KEEPCNT:1:105,set:TCP_KEEPIDLE:2:5", 1);
+    /* 1st set of TCP_KEEPCNT fails with ENOBUFS; the rollback (newest
+     * first) then sets TCP_KEEPINTVL back, which fails with EIO, and
+     * TCP_KEEPIDLE back. */
+    setenv("HEARTBEAT_FAULT", "set:TCP_KEEPCNT:1:105,set:TCP_KEEPINTVL:2:5", 1);
     setenv("HEARTBEAT_FAULT_CLOBBER", "1", 1);
     CHECK_EQ(ENOBUFS, 105);
     CHECK_EQ(EIO, 5);
     CHECK_RC_ERRNO(heartbeat_apply(c, &cfg), HEARTBEAT_ERR_CNT, ENOBUFS);
     no_fault();
-    /* TCP_KEEPINTVL was rolled back even though TCP_KEEPIDLE's rollback
-     * failed (the rollback does not stop at the first failure). */
-    CHECK(raw_get(c, IPPROTO_TCP, TCP_KEEPINTVL) != 42);
+    /* TCP_KEEPIDLE was rolled back even though TCP_KEEPINTVL's rollback
+     * failed (the rollback does not stop at its first failure); only the
+     * refused rollback is left behind. */
+    CHECK(raw_get(c, IPPROTO_TCP, TCP_KEEPIDLE) != 41);
+    CHECK_EQ(raw_get(c, IPPROTO_TCP, TCP_KEEPINTVL), 42);
     rc = 0;
 cleanup:
     no_fault();
