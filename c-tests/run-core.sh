@@ -171,3 +171,7 @@ VG="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite
 run_tap valgrind-test_api $VG "$BT/test_api"
 run_tap valgrind-test_fault env LD_PRELOAD="$PWD/$BT/faultinject.so" $VG "$BT/test_fault"
 run_tap valgrind-dlopen $VG "$BT/dlopen" "$PWD/build/lib/libheartbeat.so.$MAJOR" "$VERSION"
+
+# --- Rust hygiene ------------------------------------------------------------
+run_check cargo-fmt cargo fmt --all -- --check
+run_check cargo-clippy cargo clippy --release --workspace --all-targets -- -D warnings
