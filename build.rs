@@ -8,7 +8,7 @@ fn main() {
     let version = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("version");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
-    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libheartbeat.so.{version}");
+    println!("cargo:rustc-link-arg=-Wl,-soname,libheartbeat.so.{version}");
 
     let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("cbindgen.toml");
     let bindings = cbindgen::Builder::new()

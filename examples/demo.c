@@ -69,6 +69,18 @@ int main(void)
     show("after heartbeat_apply():", &now);
     printf("  a dead peer is now noticed after %u ms\n", heartbeat_deadline_ms(now.idle, now.intvl, now.cnt));
 
+    /* Where the connection stands, without reading any data. */
+    static const char *const peer[] = {"alive", "probing", "closed", "reset", "timed out", "not connected"};
+    struct heartbeat_status st;
+    if (heartbeat_status(cfd, &st) == HEARTBEAT_OK)
+        printf("heartbeat_status(): peer %s, %u unanswered probes, last data %u ms ago, rtt %u us\n",
+               st.peer >= 0 && st.peer <= 5 ? peer[st.peer] : "?", st.probes, st.last_data_recv_ms, st.rtt_us);
+    close(sfd); /* the peer closes normally */
+    sfd = -1;
+    usleep(20000);
+    if (heartbeat_status(cfd, &st) == HEARTBEAT_OK)
+        printf("after the peer closed:  peer %s\n", st.peer >= 0 && st.peer <= 5 ? peer[st.peer] : "?");
+
     /* Bad input is refused before any system call. */
     errno = 0;
     r = heartbeat(cfd, 0, 5, 3);

@@ -5,6 +5,8 @@
 #ifndef HEARTBEAT_H
 #define HEARTBEAT_H
 
+#include <stddef.h>
+
 /**
  * Success.
  */
@@ -61,7 +63,10 @@
 
 /**
  * TCP_INFO or SO_ERROR could not be read by `heartbeat_status()`: the fd is
- * not an open TCP socket (errno EBADF, ENOTSOCK, EOPNOTSUPP, ...).
+ * not an open TCP socket (errno EBADF for a negative or closed fd, ENOTSOCK
+ * for a pipe or file, EOPNOTSUPP or ENOPROTOOPT for another kind of socket:
+ * UDP over IPv4 and UNIX give EOPNOTSUPP, UDP over IPv6 ENOPROTOOPT).
+ * Nothing was read or consumed and `*out` is unchanged.
  */
 #define HEARTBEAT_ERR_TCP_INFO -8
 
@@ -82,6 +87,35 @@
  * Memory could not be allocated (errno ENOMEM). Nothing changed.
  */
 #define HEARTBEAT_ERR_NOMEM -11
+
+/**
+ * `heartbeat_monitor_new()`: `interval_ms` is 0 (errno EINVAL).
+ */
+#define HEARTBEAT_ERR_INTERVAL -12
+
+/**
+ * `heartbeat_monitor_new()`: `timeout_ms` is not longer than `interval_ms`
+ * (errno EINVAL).
+ */
+#define HEARTBEAT_ERR_TIMEOUT -13
+
+/**
+ * `heartbeat_monitor_new()`: `dead_cb` is NULL (errno EINVAL).
+ */
+#define HEARTBEAT_ERR_DEAD_CALLBACK -14
+
+/**
+ * `heartbeat_monitor_new()`: the ping is inconsistent: `ping_len` > 0 with
+ * NULL `ping_data`, `ping_len` above HEARTBEAT_PING_MAX, or both ping
+ * bytes and `ping_cb` (errno EINVAL).
+ */
+#define HEARTBEAT_ERR_PING -15
+
+/**
+ * `heartbeat_monitor_new()`: the monitor thread could not be started
+ * (errno from pthread_create(), typically EAGAIN).
+ */
+#define HEARTBEAT_ERR_THREAD -16
 
 /**
  * Smallest accepted `idle` (seconds).
@@ -112,6 +146,89 @@
  * Largest accepted `cnt` (probes; the kernel's MAX_TCP_KEEPCNT).
  */
 #define HEARTBEAT_CNT_MAX 127
+
+/**
+ * `heartbeat_status()`: connected, and no keepalive probe is outstanding
+ * (every probe so far was answered, or none was needed).
+ */
+#define HEARTBEAT_PEER_ALIVE 0
+
+/**
+ * `heartbeat_status()`: connected, but keepalive probes (or zero-window
+ * probes) are going out unanswered; `probes` counts them. The peer may be
+ * gone: after `cnt` of them the kernel fails the connection with ETIMEDOUT.
+ * Any answer from the peer brings the state back to HEARTBEAT_PEER_ALIVE.
+ */
+#define HEARTBEAT_PEER_PROBING 1
+
+/**
+ * `heartbeat_status()`: the connection is over and no error is pending.
+ * Either the peer closed its side normally (FIN: TCP state CLOSE_WAIT;
+ * data it sent before is still readable, then recv() returns 0), or both
+ * sides closed normally, or the connection failed and its error was
+ * already taken (by an earlier `heartbeat_status()`, which handed it to
+ * you, or by recv(), send() or SO_ERROR): the kernel reports a pending
+ * error exactly once, and afterwards the socket looks closed.
+ */
+#define HEARTBEAT_PEER_CLOSED 2
+
+/**
+ * `heartbeat_status()`: the peer's kernel answered with RST (it crashed and
+ * restarted, or aborted the connection). `error` is ECONNRESET (EPIPE if
+ * the peer had closed first, ECONNREFUSED for a refused connect()).
+ */
+#define HEARTBEAT_PEER_RESET 3
+
+/**
+ * `heartbeat_status()`: the local kernel gave up on a silent peer: `cnt`
+ * keepalive probes went unanswered, or sent data stayed unacknowledged
+ * past TCP_USER_TIMEOUT (or the retransmission limit). `error` is
+ * ETIMEDOUT, or the network error the kernel saw meanwhile (EHOSTUNREACH,
+ * ENETUNREACH, ... typically after a carrier loss with data in flight). Any
+ * pending error that is not a reset is reported as this state.
+ */
+#define HEARTBEAT_PEER_TIMED_OUT 4
+
+/**
+ * `heartbeat_status()`: not a connection: a listening socket, a socket
+ * that was never connected (or was disconnected), or one whose connect()
+ * is still in progress. `probes`, `last_data_recv_ms` and `rtt_us` are
+ * meaningless in this state.
+ */
+#define HEARTBEAT_PEER_NOT_CONNECTED 5
+
+/**
+ * Reason passed to the dead callback: nothing was heard from the peer for
+ * `timeout_ms` (`error` is 0).
+ */
+#define HEARTBEAT_DEAD_SILENCE 1
+
+/**
+ * Reason passed to the dead callback: the ping could not be sent; `error`
+ * is the errno of the failed send() (EPIPE, ECONNRESET, ENOTSOCK, ...) or
+ * the value returned by the ping callback.
+ */
+#define HEARTBEAT_DEAD_SEND_FAILED 2
+
+/**
+ * Largest `ping_len` accepted, in bytes.
+ */
+#define HEARTBEAT_PING_MAX 4096
+
+/**
+ * Number of buckets of `heartbeat_monitor_stats.ping_late`.
+ */
+#define HEARTBEAT_LATE_BUCKETS 20
+
+/**
+ * A heartbeat monitor: one background thread (named "heartbeat-mon")
+ * that pings watched connections every `interval_ms` and reports a peer
+ * dead after `timeout_ms` without news. Opaque: created by
+ * `heartbeat_monitor_new()`, released by `heartbeat_monitor_free()`. All
+ * functions taking it are safe to call from any thread at any time,
+ * including from the monitor's own callbacks.
+ */
+struct heartbeat_monitor;
 
 /**
  * The keepalive settings of one socket, as read by `heartbeat_get()` and
@@ -149,6 +266,163 @@ struct heartbeat_config {
    * timeout has passed, and a shorter one brings it forward.
    */
   unsigned int user_timeout_ms;
+};
+
+/**
+ * Where a TCP connection stands, as filled in by `heartbeat_status()`.
+ * A plain value: the caller owns it. All figures are the kernel's
+ * (Linux TCP_INFO) at the moment of the call.
+ */
+struct heartbeat_status {
+  /**
+   * One of HEARTBEAT_PEER_ALIVE, _PROBING, _CLOSED, _RESET, _TIMED_OUT,
+   * _NOT_CONNECTED.
+   */
+  int peer;
+  /**
+   * The pending socket error that this call took from the kernel, or 0.
+   * Only a closed socket (HEARTBEAT_PEER_RESET or _TIMED_OUT) has one.
+   * The kernel reports it once: after this call, recv() on the socket
+   * returns 0 instead of -1 with this errno, so this field is now the
+   * only record of why the connection ended.
+   */
+  int error;
+  /**
+   * Keepalive (or zero-window) probes sent and not yet answered
+   * (tcpi_probes). Rises by one every `intvl` seconds while the peer is
+   * silent; back to 0 as soon as the peer answers.
+   */
+  unsigned int probes;
+  /**
+   * Consecutive unanswered retransmissions of sent data
+   * (tcpi_retransmits): non-zero while data in flight is not
+   * acknowledged, the case that TCP_USER_TIMEOUT bounds.
+   */
+  unsigned int retransmits;
+  /**
+   * Milliseconds since data was last received from the peer
+   * (tcpi_last_data_recv).
+   */
+  unsigned int last_data_recv_ms;
+  /**
+   * Smoothed round-trip time in microseconds (tcpi_rtt).
+   */
+  unsigned int rtt_us;
+  /**
+   * The Linux TCP state (tcpi_state: 1 ESTABLISHED, 7 CLOSE,
+   * 8 CLOSE_WAIT, 10 LISTEN, ...), for diagnostics.
+   */
+  int tcp_state;
+};
+
+/**
+ * Ping callback: send one ping on `fd` (the application frames and writes
+ * it itself, typically with MSG_DONTWAIT). Return 0 if it was sent or the
+ * send would block (not a death); return an errno value (> 0, e.g. EPIPE)
+ * if the connection is broken: the dead callback then runs with
+ * HEARTBEAT_DEAD_SEND_FAILED and that value (a negative return counts as
+ * EIO). Runs on the monitor thread; must return normally (no longjmp, no
+ * C++ exception).
+ */
+typedef int (*heartbeat_ping_fn)(struct heartbeat_monitor *monitor, int fd, void *user);
+
+/**
+ * Dead callback: the peer of `fd` is considered gone. `reason` is
+ * HEARTBEAT_DEAD_SILENCE (error 0) or HEARTBEAT_DEAD_SEND_FAILED (error =
+ * the errno). Called exactly once per watch; `fd` is no longer watched when
+ * it runs, and the monitor never closes it: that is the application's job
+ * (here or later). It may call any heartbeat_monitor_* function on the same
+ * monitor, including watch(fd) to start over and heartbeat_monitor_free()
+ * (then it must not use the monitor again). Runs on the monitor thread,
+ * one callback at a time; must return normally (no longjmp, no C++
+ * exception) and should be short: the next pings wait for it.
+ */
+typedef void (*heartbeat_dead_fn)(struct heartbeat_monitor *monitor,
+                                  int fd,
+                                  int reason,
+                                  int error,
+                                  void *user);
+
+/**
+ * Options of `heartbeat_monitor_new()`. Zero-initialise, then set fields.
+ */
+struct heartbeat_monitor_options {
+  /**
+   * Ping period, milliseconds; must be > 0 (also without pings).
+   */
+  unsigned int interval_ms;
+  /**
+   * A peer not heard from for this many milliseconds is dead; must be
+   * longer than `interval_ms`. A peer answering every ping within
+   * `timeout_ms - interval_ms` is never declared dead.
+   */
+  unsigned int timeout_ms;
+  /**
+   * Bytes the monitor sends itself as the ping (copied at creation), or
+   * NULL. Sent with send(fd, ..., MSG_NOSIGNAL | MSG_DONTWAIT): use them
+   * only if ping bytes may appear between any two of the application's
+   * own writes on the fd. A send that would block skips that ping; a
+   * partial send is completed (before anything else) at the next ping
+   * time.
+   */
+  const void *ping_data;
+  /**
+   * Length of `ping_data`: 1..HEARTBEAT_PING_MAX, or 0 with NULL data.
+   */
+  size_t ping_len;
+  /**
+   * Called instead of sending `ping_data` (which must then be NULL), for
+   * protocols that frame their own writes. NULL with NULL `ping_data`:
+   * no pings at all, pure silence detection.
+   */
+  heartbeat_ping_fn ping_cb;
+  /**
+   * Called when a peer is dead. Required.
+   */
+  heartbeat_dead_fn dead_cb;
+  /**
+   * Passed to both callbacks.
+   */
+  void *user;
+};
+
+/**
+ * Counters of a monitor since its creation (`heartbeat_monitor_stats()`).
+ * `unsigned long` (not `long long`, which C++98 lacks): 64 bits on 64-bit
+ * Linux; on 32-bit systems the counters wrap at 2^32.
+ */
+struct heartbeat_monitor_stats {
+  /**
+   * Fds watched now.
+   */
+  unsigned long watched;
+  /**
+   * Pings sent, or ping callbacks called.
+   */
+  unsigned long pings;
+  /**
+   * Pings skipped because the send would block.
+   */
+  unsigned long pings_blocked;
+  /**
+   * Dead callbacks delivered.
+   */
+  unsigned long deaths;
+  /**
+   * Times the monitor thread woke up.
+   */
+  unsigned long wakeups;
+  /**
+   * Largest lateness of a ping behind its due time, microseconds.
+   */
+  unsigned long ping_late_max_us;
+  /**
+   * Histogram of ping lateness behind the due time. Bucket i counts pings
+   * less than B[i] microseconds late (and at least B[i-1]), with B = 1, 2,
+   * 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000,
+   * 100000, 200000, 500000, 1000000; the last bucket counts the rest.
+   */
+  unsigned long ping_late[HEARTBEAT_LATE_BUCKETS];
 };
 
 #ifdef __cplusplus
@@ -259,6 +533,123 @@ const char *heartbeat_strerror(int code);
  * the version in Cargo.toml at build time. Thread-safe.
  */
 const char *heartbeat_version(void);
+
+/**
+ * Tells where the TCP connection on `fd` stands, without reading, peeking
+ * or consuming any application data: fills `*out` (see
+ * `struct heartbeat_status` and HEARTBEAT_PEER_*).
+ *
+ * System calls: one getsockopt(TCP_INFO); plus one getsockopt(SO_ERROR)
+ * only when the socket is closed (TCP state CLOSE), the only state in which
+ * a connection's fatal error is pending. No allocation, never blocks.
+ *
+ * What is consumed: on a closed socket, the pending error (ETIMEDOUT,
+ * ECONNRESET, ...). The kernel reports it once, to whichever asks first:
+ * SO_ERROR, recv() (MSG_PEEK too: a peek consumes a pending error as well),
+ * send() or connect(). This call returns it in `out->error`; after it,
+ * recv() returns 0 (end of file) instead of -1 with that errno. Conversely,
+ * if recv() took the error first, this call can only report
+ * HEARTBEAT_PEER_CLOSED with `error` 0. On a live connection nothing at all
+ * is consumed: SO_ERROR is not read (doing so would also clear the soft
+ * error, such as EHOSTUNREACH, that the kernel keeps to report if it later
+ * gives up). Unread data is never touched: after the peer's orderly close
+ * (HEARTBEAT_PEER_CLOSED) everything it sent stays readable. To learn
+ * whether data is waiting without consuming an error, use poll() or
+ * ioctl(FIONREAD), not recv(MSG_PEEK).
+ *
+ * `*out` is written only on success. Returns HEARTBEAT_OK;
+ * HEARTBEAT_ERR_INVALID (errno EINVAL) if `out` is NULL, and then nothing
+ * is read or consumed; HEARTBEAT_ERR_TCP_INFO if `fd` is not an open TCP
+ * socket (errno EBADF for a negative or closed fd, ENOTSOCK for a pipe or
+ * file, EOPNOTSUPP or ENOPROTOOPT for another kind of socket: UDP, UNIX).
+ * Thread-safe; the fd is borrowed, never closed.
+ */
+int heartbeat_status(int fd, struct heartbeat_status *out);
+
+/**
+ * Creates a monitor and starts its thread.
+ *
+ * The options are checked in this order, and the first failure is
+ * returned: `options` NULL (HEARTBEAT_ERR_INVALID), `interval_ms` 0
+ * (HEARTBEAT_ERR_INTERVAL), `timeout_ms <= interval_ms`
+ * (HEARTBEAT_ERR_TIMEOUT), `dead_cb` NULL (HEARTBEAT_ERR_DEAD_CALLBACK),
+ * an inconsistent ping (HEARTBEAT_ERR_PING); all with errno EINVAL. Then
+ * HEARTBEAT_ERR_NOMEM (ENOMEM) or HEARTBEAT_ERR_THREAD (errno of
+ * pthread_create) if resources are missing.
+ *
+ * Returns the monitor, or NULL with errno set. If `code` is not NULL,
+ * `*code` receives HEARTBEAT_OK or the error code (on failure too: it is an
+ * error report, not a result). `*options` is copied, ping bytes included.
+ */
+struct heartbeat_monitor *heartbeat_monitor_new(const struct heartbeat_monitor_options *options,
+                                                int *code);
+
+/**
+ * Starts watching `fd`: it counts as heard from now; its first ping goes
+ * out within one interval (spread over the interval across fds, so fds
+ * watched together are not pinged together), then one every interval.
+ * Nothing is done to the fd now, and the monitor never reads or closes it.
+ *
+ * Returns HEARTBEAT_OK; HEARTBEAT_ERR_ALREADY_WATCHED (errno EEXIST) if
+ * `fd` is watched; HEARTBEAT_ERR_INVALID (EINVAL) for a NULL monitor or a
+ * negative fd; HEARTBEAT_ERR_NOMEM. The fd is not checked: a closed fd or
+ * non-socket is reported dead (HEARTBEAT_DEAD_SEND_FAILED with EBADF or
+ * ENOTSOCK) at its first ping if the monitor sends ping bytes. Thread-safe;
+ * callable from callbacks.
+ */
+int heartbeat_monitor_watch(struct heartbeat_monitor *monitor, int fd);
+
+/**
+ * Records that the peer of `fd` was heard from now (the pong, or any
+ * data). Cheap enough for every read: no lock, no system call, no
+ * allocation (an atomic load, a vDSO CLOCK_MONOTONIC read, an atomic
+ * store).
+ *
+ * Returns HEARTBEAT_OK; HEARTBEAT_ERR_NOT_WATCHED (errno ENOENT) if `fd`
+ * is not watched, e.g. because it was already declared dead;
+ * HEARTBEAT_ERR_INVALID (EINVAL) for a NULL monitor or a negative fd.
+ * Thread-safe; callable from callbacks.
+ */
+int heartbeat_monitor_alive(struct heartbeat_monitor *monitor, int fd);
+
+/**
+ * Stops watching `fd`. Called outside the monitor's callbacks, it first
+ * waits for a ping or callback in progress for `fd` (whatever it returns),
+ * so that when it returns nothing will touch `fd` any more and the
+ * application may close it at once. Called from a callback, it does not
+ * wait (the running callback is the caller).
+ *
+ * Returns HEARTBEAT_OK; HEARTBEAT_ERR_NOT_WATCHED (errno ENOENT) if `fd`
+ * is not watched (never was, already unwatched, or declared dead);
+ * HEARTBEAT_ERR_INVALID (EINVAL) for a NULL monitor or a negative fd.
+ * Do not call it while holding a lock that your callbacks take.
+ */
+int heartbeat_monitor_unwatch(struct heartbeat_monitor *monitor, int fd);
+
+/**
+ * Writes to `*out` how many milliseconds ago the peer of `fd` was last
+ * heard from (or, if never, since `fd` was watched). Lock-free.
+ *
+ * Returns HEARTBEAT_OK; HEARTBEAT_ERR_NOT_WATCHED (errno ENOENT);
+ * HEARTBEAT_ERR_INVALID (EINVAL) for a NULL monitor or `out`, or a
+ * negative fd. `*out` is written only on success.
+ */
+int heartbeat_monitor_last_heard_ms(struct heartbeat_monitor *monitor, int fd, unsigned long *out);
+
+/**
+ * Copies the monitor's counters to `*out`. Returns HEARTBEAT_OK, or
+ * HEARTBEAT_ERR_INVALID (EINVAL) for a NULL argument.
+ */
+int heartbeat_monitor_stats(struct heartbeat_monitor *monitor, struct heartbeat_monitor_stats *out);
+
+/**
+ * Stops the monitor and releases it; NULL is accepted (no-op). Outside
+ * the monitor's callbacks, waits for a callback in progress: when it
+ * returns, no callback is running or will run. Called from one of its own
+ * callbacks, it returns at once and the monitor is released as soon as that
+ * callback returns. Watched fds are left as they are (never closed).
+ */
+void heartbeat_monitor_free(struct heartbeat_monitor *monitor);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -47,6 +47,22 @@ pub enum Error {
     /// Memory could not be allocated (errno ENOMEM).
     #[error("{}", msg(MSG_NOMEM))]
     NoMem,
+    /// Monitor options: the ping interval is 0 (errno EINVAL).
+    #[error("{}", msg(MSG_INTERVAL))]
+    Interval,
+    /// Monitor options: the timeout is not longer than the interval
+    /// (errno EINVAL).
+    #[error("{}", msg(MSG_TIMEOUT))]
+    Timeout,
+    /// Monitor options: no dead-peer callback (errno EINVAL).
+    #[error("{}", msg(MSG_DEAD_CALLBACK))]
+    DeadCallback,
+    /// Monitor options: the ping is inconsistent (errno EINVAL).
+    #[error("{}", msg(MSG_PING))]
+    Ping,
+    /// The monitor thread could not be started (errno from pthread_create).
+    #[error("{}", msg(MSG_THREAD))]
+    Thread(Errno),
 }
 
 /// The result type of the safe core.
@@ -67,10 +83,17 @@ pub(crate) const MSG_USER_TIMEOUT: &str =
 pub(crate) const MSG_INVALID: &str =
     "invalid argument (NULL pointer or meaningless value); nothing was changed\0";
 pub(crate) const MSG_INTERNAL: &str = "internal error in libheartbeat (a bug: please report it)\0";
-pub(crate) const MSG_TCP_INFO: &str = "TCP_INFO or SO_ERROR could not be read: the fd is not a TCP socket\0";
+pub(crate) const MSG_TCP_INFO: &str =
+    "TCP_INFO or SO_ERROR could not be read: the fd is not an open TCP socket\0";
 pub(crate) const MSG_ALREADY_WATCHED: &str = "the monitor already watches this fd\0";
 pub(crate) const MSG_NOT_WATCHED: &str = "the monitor does not watch this fd\0";
 pub(crate) const MSG_NOMEM: &str = "out of memory\0";
+pub(crate) const MSG_INTERVAL: &str = "monitor options: interval_ms must be greater than 0\0";
+pub(crate) const MSG_TIMEOUT: &str =
+    "monitor options: timeout_ms must be longer than interval_ms\0";
+pub(crate) const MSG_DEAD_CALLBACK: &str = "monitor options: dead_cb must not be NULL\0";
+pub(crate) const MSG_PING: &str = "monitor options: ping_data/ping_len/ping_cb are inconsistent (NULL data with a length, a length above HEARTBEAT_PING_MAX, or both bytes and a callback)\0";
+pub(crate) const MSG_THREAD: &str = "the monitor thread could not be started\0";
 pub(crate) const MSG_UNKNOWN: &str = "unknown libheartbeat error code\0";
 
 /// The text of a message without its terminating NUL.
@@ -93,12 +116,14 @@ impl Error {
             | Error::Cnt(e)
             | Error::KeepAlive(e)
             | Error::UserTimeout(e)
-            | Error::TcpInfo(e) => e,
+            | Error::TcpInfo(e)
+            | Error::Thread(e) => e,
             Error::Invalid => libc::EINVAL,
             Error::Internal => libc::EIO,
             Error::AlreadyWatched => libc::EEXIST,
             Error::NotWatched => libc::ENOENT,
             Error::NoMem => libc::ENOMEM,
+            Error::Interval | Error::Timeout | Error::DeadCallback | Error::Ping => libc::EINVAL,
         }
     }
 }

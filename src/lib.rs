@@ -6,7 +6,10 @@
 pub mod error;
 pub mod ffi;
 pub mod keepalive;
+pub mod monitor;
+pub mod status;
 mod sys;
 
 pub use error::{Error, Result};
 pub use keepalive::Config;
+pub use status::{Peer, Status};

@@ -46,7 +46,10 @@ pub const HEARTBEAT_ERR_INVALID: c_int = -6;
 /// C. errno is EIO. The socket may be partly configured; please report it.
 pub const HEARTBEAT_ERR_INTERNAL: c_int = -7;
 /// TCP_INFO or SO_ERROR could not be read by `heartbeat_status()`: the fd is
-/// not an open TCP socket (errno EBADF, ENOTSOCK, EOPNOTSUPP, ...).
+/// not an open TCP socket (errno EBADF for a negative or closed fd, ENOTSOCK
+/// for a pipe or file, EOPNOTSUPP or ENOPROTOOPT for another kind of socket:
+/// UDP over IPv4 and UNIX give EOPNOTSUPP, UDP over IPv6 ENOPROTOOPT).
+/// Nothing was read or consumed and `*out` is unchanged.
 pub const HEARTBEAT_ERR_TCP_INFO: c_int = -8;
 /// `heartbeat_monitor_watch()`: the monitor already watches this fd
 /// (errno EEXIST). Nothing changed.
@@ -57,6 +60,20 @@ pub const HEARTBEAT_ERR_ALREADY_WATCHED: c_int = -9;
 pub const HEARTBEAT_ERR_NOT_WATCHED: c_int = -10;
 /// Memory could not be allocated (errno ENOMEM). Nothing changed.
 pub const HEARTBEAT_ERR_NOMEM: c_int = -11;
+/// `heartbeat_monitor_new()`: `interval_ms` is 0 (errno EINVAL).
+pub const HEARTBEAT_ERR_INTERVAL: c_int = -12;
+/// `heartbeat_monitor_new()`: `timeout_ms` is not longer than `interval_ms`
+/// (errno EINVAL).
+pub const HEARTBEAT_ERR_TIMEOUT: c_int = -13;
+/// `heartbeat_monitor_new()`: `dead_cb` is NULL (errno EINVAL).
+pub const HEARTBEAT_ERR_DEAD_CALLBACK: c_int = -14;
+/// `heartbeat_monitor_new()`: the ping is inconsistent: `ping_len` > 0 with
+/// NULL `ping_data`, `ping_len` above HEARTBEAT_PING_MAX, or both ping
+/// bytes and `ping_cb` (errno EINVAL).
+pub const HEARTBEAT_ERR_PING: c_int = -15;
+/// `heartbeat_monitor_new()`: the monitor thread could not be started
+/// (errno from pthread_create(), typically EAGAIN).
+pub const HEARTBEAT_ERR_THREAD: c_int = -16;
 
 /// Smallest accepted `idle` (seconds).
 pub const HEARTBEAT_IDLE_MIN: c_int = 1;
@@ -87,6 +104,11 @@ pub(crate) const fn code_of(e: Error) -> c_int {
         Error::AlreadyWatched => HEARTBEAT_ERR_ALREADY_WATCHED,
         Error::NotWatched => HEARTBEAT_ERR_NOT_WATCHED,
         Error::NoMem => HEARTBEAT_ERR_NOMEM,
+        Error::Interval => HEARTBEAT_ERR_INTERVAL,
+        Error::Timeout => HEARTBEAT_ERR_TIMEOUT,
+        Error::DeadCallback => HEARTBEAT_ERR_DEAD_CALLBACK,
+        Error::Ping => HEARTBEAT_ERR_PING,
+        Error::Thread(_) => HEARTBEAT_ERR_THREAD,
     }
 }
 
@@ -106,13 +128,18 @@ pub(crate) const fn message(code: c_int) -> &'static str {
         HEARTBEAT_ERR_ALREADY_WATCHED => error::MSG_ALREADY_WATCHED,
         HEARTBEAT_ERR_NOT_WATCHED => error::MSG_NOT_WATCHED,
         HEARTBEAT_ERR_NOMEM => error::MSG_NOMEM,
+        HEARTBEAT_ERR_INTERVAL => error::MSG_INTERVAL,
+        HEARTBEAT_ERR_TIMEOUT => error::MSG_TIMEOUT,
+        HEARTBEAT_ERR_DEAD_CALLBACK => error::MSG_DEAD_CALLBACK,
+        HEARTBEAT_ERR_PING => error::MSG_PING,
+        HEARTBEAT_ERR_THREAD => error::MSG_THREAD,
         _ => error::MSG_UNKNOWN,
     }
 }
 
 /// The lowest code in use (for tests that walk every code).
 #[cfg(test)]
-const LOWEST: c_int = HEARTBEAT_ERR_NOMEM;
+const LOWEST: c_int = HEARTBEAT_ERR_THREAD;
 
 /// The panic boundary: runs `f`, turns its error into (code, errno) and a
 /// panic into HEARTBEAT_ERR_INTERNAL. errno is written last, so nothing the
@@ -144,6 +171,10 @@ pub(crate) fn write_out<T>(out: *mut T, v: T) -> Result<()> {
 
 mod keepalive;
 pub use keepalive::*;
+mod status;
+pub use status::*;
+mod monitor;
+pub use monitor::*;
 
 #[cfg(test)]
 mod tests {
@@ -200,10 +231,15 @@ mod tests {
             Error::AlreadyWatched,
             Error::NotWatched,
             Error::NoMem,
+            Error::Interval,
+            Error::Timeout,
+            Error::DeadCallback,
+            Error::Ping,
+            Error::Thread(7),
         ];
         let codes: Vec<c_int> = all.iter().map(|e| code_of(*e)).collect();
-        assert_eq!(codes, (-11..=-1).rev().collect::<Vec<c_int>>());
-        assert_eq!(LOWEST, -11);
+        assert_eq!(codes, (-16..=-1).rev().collect::<Vec<c_int>>());
+        assert_eq!(LOWEST, -16);
         for e in all {
             let m = message(code_of(e));
             assert_ne!(m, error::MSG_UNKNOWN);

@@ -85,3 +85,72 @@ pub(crate) fn getsockopt<T: Copy>(fd: RawFd, opt: (c_int, c_int)) -> Result<T, E
         Ok(unsafe { value.assume_init() })
     }
 }
+
+// --- Connection status (heartbeat_status) ---
+
+/// TCP_INFO and SO_ERROR, as (level, name) pairs.
+pub(crate) const TCP_INFO: (c_int, c_int) = (libc::IPPROTO_TCP, libc::TCP_INFO);
+pub(crate) const SO_ERROR: (c_int, c_int) = (libc::SOL_SOCKET, libc::SO_ERROR);
+
+/// Linux TCP states (`tcpi_state`, include/net/tcp_states.h).
+pub(crate) const TCP_ESTABLISHED: u8 = 1;
+pub(crate) const TCP_SYN_SENT: u8 = 2;
+pub(crate) const TCP_SYN_RECV: u8 = 3;
+pub(crate) const TCP_FIN_WAIT1: u8 = 4;
+pub(crate) const TCP_FIN_WAIT2: u8 = 5;
+pub(crate) const TCP_TIME_WAIT: u8 = 6;
+pub(crate) const TCP_CLOSE: u8 = 7;
+pub(crate) const TCP_CLOSE_WAIT: u8 = 8;
+pub(crate) const TCP_LAST_ACK: u8 = 9;
+pub(crate) const TCP_LISTEN: u8 = 10;
+pub(crate) const TCP_CLOSING: u8 = 11;
+pub(crate) const TCP_NEW_SYN_RECV: u8 = 12;
+
+/// The prefix of Linux's `struct tcp_info` (include/uapi/linux/tcp.h) up
+/// to `tcpi_segs_in` (Linux 4.2). Defined here rather than taken from
+/// `libc`, whose definition differs between C libraries: this layout is the
+/// kernel's, and the kernel copies min(its size, ours), so a shorter kernel
+/// struct leaves the tail zero ([`getsockopt`] zero-fills).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+#[allow(dead_code)] // the kernel's full layout; only some fields are read
+pub(crate) struct TcpInfo {
+    pub tcpi_state: u8,
+    pub tcpi_ca_state: u8,
+    pub tcpi_retransmits: u8,
+    pub tcpi_probes: u8,
+    pub tcpi_backoff: u8,
+    pub tcpi_options: u8,
+    pub tcpi_wscale: u8,
+    pub tcpi_flags: u8,
+    pub tcpi_rto: u32,
+    pub tcpi_ato: u32,
+    pub tcpi_snd_mss: u32,
+    pub tcpi_rcv_mss: u32,
+    pub tcpi_unacked: u32,
+    pub tcpi_sacked: u32,
+    pub tcpi_lost: u32,
+    pub tcpi_retrans: u32,
+    pub tcpi_fackets: u32,
+    pub tcpi_last_data_sent: u32,
+    pub tcpi_last_ack_sent: u32,
+    pub tcpi_last_data_recv: u32,
+    pub tcpi_last_ack_recv: u32,
+    pub tcpi_pmtu: u32,
+    pub tcpi_rcv_ssthresh: u32,
+    pub tcpi_rtt: u32,
+    pub tcpi_rttvar: u32,
+    pub tcpi_snd_ssthresh: u32,
+    pub tcpi_snd_cwnd: u32,
+    pub tcpi_advmss: u32,
+    pub tcpi_reordering: u32,
+    pub tcpi_rcv_rtt: u32,
+    pub tcpi_rcv_space: u32,
+    pub tcpi_total_retrans: u32,
+    pub tcpi_pacing_rate: u64,
+    pub tcpi_max_pacing_rate: u64,
+    pub tcpi_bytes_acked: u64,
+    pub tcpi_bytes_received: u64,
+    pub tcpi_segs_out: u32,
+    pub tcpi_segs_in: u32,
+}

@@ -1,0 +1,42 @@
+# libheartbeat_preload.so (issue 5): staging, install, test programs.
+#
+# The library is built by `cargo build --workspace` (crate preload/); it is
+# staged into build/lib by `make lib` through the extra prerequisite below
+# (it depends on cargo-build, not on lib, so there is no cycle).
+
+PRELOAD_SO := libheartbeat_preload.so
+
+.PHONY: preload-stage
+preload-stage: cargo-build
+	@mkdir -p $(BLIB)
+	cp -f $(RUSTOUT)/$(PRELOAD_SO) $(BLIB)/$(PRELOAD_SO)
+lib: preload-stage
+
+# One recipe line each (a newline, not a space, separates them from what
+# other fragments add).
+define INSTALL_EXTRA +=
+
+install -m 755 $(BLIB)/$(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/$(PRELOAD_SO)
+endef
+define UNINSTALL_EXTRA +=
+
+rm -f $(DESTDIR)$(LIBDIR)/$(PRELOAD_SO)
+endef
+
+# Plain programs: they never include heartbeat.h and never link the library.
+$(BT)/preload_client: c-tests/preload_client.c | lib
+	@mkdir -p $(BT)
+	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $<
+
+# The same program linked statically: out of reach of any LD_PRELOAD
+# library (the test shows it is simply unaffected).
+$(BT)/preload_client_static: c-tests/preload_client.c | lib
+	@mkdir -p $(BT)
+	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -static -o $@ $< || \
+	    { echo 'no static libc: the static case will be skipped'; rm -f $@; }
+
+$(BT)/preload_fault.so: c-tests/preload_fault.c | lib
+	@mkdir -p $(BT)
+	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -shared -fPIC -o $@ $< -ldl
+
+TEST_BINS += $(BT)/preload_client $(BT)/preload_client_static $(BT)/preload_fault.so
