@@ -133,6 +133,7 @@ struct naive {
     atomic_int tid;
     naive_dead_fn dead;
     void *user;
+    int (*ping)(int fd); /* instead of send(); 1 = answered at once */
     unsigned long long late[HEARTBEAT_LATE_BUCKETS], late_max_us, pings;
 };
 
@@ -161,7 +162,12 @@ static void *naive_main(void *arg)
                 nv->dead(x->fd, nv->user);
             } else if (now >= x->next_ping) {
                 late_record(nv->late, &nv->late_max_us, now - x->next_ping);
-                (void)!send(x->fd, "p", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (nv->ping) {
+                    if (nv->ping(x->fd))
+                        x->last_heard = now_ns();
+                } else {
+                    (void)!send(x->fd, "p", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+                }
                 nv->pings++;
                 x->next_ping += INTERVAL_MS * MS;
                 if (x->next_ping <= now)
@@ -642,6 +648,152 @@ static int run_variant(int naive, int steady_s, struct result *res)
     return 0;
 }
 
+/* ---- 3. scale without sockets: the ping callback answers itself --------- */
+
+/* In ping-callback mode the monitor never touches the fds, so any number of
+ * fd numbers can be watched whatever RLIMIT_NOFILE says: this measures the
+ * scheduling cost of both designs at full scale, without the kernel's send
+ * path (which is the same for both). The callback "answers" at once by
+ * calling alive() (the monitor) or by refreshing the entry (the naive scan,
+ * which holds its mutex there). */
+#define CB_BASE 100
+static int CBN;
+static atomic_int cb_answer;
+static struct heartbeat_monitor *cb_m;
+static long long *cb_last, *cb_late;
+static atomic_int cb_deaths;
+
+static int cb_ping(struct heartbeat_monitor *m, int fd, void *user)
+{
+    (void)user;
+    if (atomic_load_explicit(&cb_answer, memory_order_relaxed) &&
+        heartbeat_monitor_alive(m, fd) == HEARTBEAT_OK)
+        cb_last[fd - CB_BASE] = now_ns();
+    return 0;
+}
+
+static int cb_naive_ping(int fd)
+{
+    if (!atomic_load_explicit(&cb_answer, memory_order_relaxed))
+        return 0;
+    cb_last[fd - CB_BASE] = now_ns();
+    return 1;
+}
+
+static void cb_record(int fd)
+{
+    int d = atomic_fetch_add(&cb_deaths, 1);
+    if (d < CBN)
+        cb_late[d] = now_ns() - (cb_last[fd - CB_BASE] + TIMEOUT_MS * MS);
+}
+
+static void cb_dead(struct heartbeat_monitor *m, int fd, int reason, int err, void *user)
+{
+    (void)m, (void)reason, (void)err, (void)user;
+    cb_record(fd);
+}
+
+static void cb_naive_dead(int fd, void *user)
+{
+    (void)user;
+    cb_record(fd);
+}
+
+static int run_cb_variant(int naive, int steady_s, struct result *res)
+{
+    memset(res, 0, sizeof *res);
+    atomic_store(&cb_deaths, 0);
+    atomic_store(&cb_answer, 1);
+    long long t = now_ns();
+    for (int i = 0; i < CBN; i++)
+        cb_last[i] = t;
+    struct naive *nv = NULL;
+    long rss0 = rss_bytes();
+    long long w0;
+    int tid;
+    if (!naive) {
+        struct heartbeat_monitor_options o;
+        memset(&o, 0, sizeof o);
+        o.interval_ms = INTERVAL_MS;
+        o.timeout_ms = TIMEOUT_MS;
+        o.ping_cb = cb_ping;
+        o.dead_cb = cb_dead;
+        cb_m = heartbeat_monitor_new(&o, NULL);
+        if (!cb_m)
+            return -1;
+        w0 = now_ns();
+        for (int i = 0; i < CBN; i++)
+            heartbeat_monitor_watch(cb_m, CB_BASE + i);
+        res->watch_ns = (double)(now_ns() - w0) / CBN;
+        res->mem_per_conn = (double)(rss_bytes() - rss0) / CBN;
+        tid = -1;
+        for (int k = 0; k < 100 && tid < 0; k++) {
+            tid = find_tid("heartbeat-mon");
+            if (tid < 0)
+                sleep_ms(10);
+        }
+    } else {
+        nv = naive_new(CBN, CB_BASE + CBN, cb_naive_dead, NULL);
+        nv->ping = cb_naive_ping;
+        w0 = now_ns();
+        for (int i = 0; i < CBN; i++)
+            naive_watch(nv, CB_BASE + i);
+        res->watch_ns = (double)(now_ns() - w0) / CBN;
+        res->mem_per_conn = (double)(sizeof(struct naive_entry) * (size_t)CBN +
+                                     sizeof(int) * (size_t)(CB_BASE + CBN + 1)) / CBN;
+        while (atomic_load(&nv->tid) == 0)
+            sleep_ms(1);
+        tid = atomic_load(&nv->tid);
+    }
+    sleep_ms(2000);
+    struct heartbeat_monitor_stats s0, s1;
+    if (cb_m)
+        heartbeat_monitor_stats(cb_m, &s0);
+    struct cpu c0 = thread_cpu(tid);
+    long long t0 = now_ns();
+    sleep_ms(steady_s * 1000L);
+    struct cpu c1 = thread_cpu(tid);
+    double wall = (double)(now_ns() - t0);
+    res->cpu_pct = 100.0 * (double)(c1.on_cpu_ns - c0.on_cpu_ns) / wall;
+    if (cb_m) {
+        heartbeat_monitor_stats(cb_m, &s1);
+        res->wakeups_per_s = (double)(s1.wakeups - s0.wakeups) / (wall / 1e9);
+    }
+    int early = atomic_load(&cb_deaths);
+    atomic_store(&cb_answer, 0);
+    long long end = now_ns() + (TIMEOUT_MS + 3000) * MS;
+    while (atomic_load(&cb_deaths) < CBN && now_ns() < end)
+        sleep_ms(10);
+    res->deaths = atomic_load(&cb_deaths);
+    if (cb_m) {
+        struct heartbeat_monitor_stats st;
+        heartbeat_monitor_stats(cb_m, &st);
+        res->pings = st.pings;
+        for (int i = 0; i < HEARTBEAT_LATE_BUCKETS; i++)
+            res->late[i] = st.ping_late[i];
+        res->late_max_us = st.ping_late_max_us;
+        heartbeat_monitor_free(cb_m);
+        cb_m = NULL;
+    } else {
+        pthread_mutex_lock(&nv->mu);
+        res->pings = nv->pings;
+        memcpy(res->late, nv->late, sizeof res->late);
+        res->late_max_us = nv->late_max_us;
+        pthread_mutex_unlock(&nv->mu);
+        naive_free(nv);
+    }
+    int nd = res->deaths < CBN ? res->deaths : CBN;
+    if (nd > 0) {
+        qsort(cb_late, (size_t)nd, sizeof *cb_late, cmp_ll);
+        res->death_p50 = (double)cb_late[nd / 2] / 1e6;
+        res->death_p99 = (double)cb_late[(nd * 99) / 100] / 1e6;
+        res->death_max = (double)cb_late[nd - 1] / 1e6;
+    }
+    if (early)
+        printf("  (!) %d false deaths during the steady state\n", early);
+    return 0;
+}
+
 /* Raises RLIMIT_NOFILE as far as allowed; returns how many connections
  * this process can hold (it needs one fd per connection). */
 static int fd_budget(int want)
@@ -707,11 +859,48 @@ static int setup_conns(int n)
     return 0;
 }
 
+static void print_table(const struct result *r)
+{
+    char a[32], b[32];
+    printf("  %-40s %16s %16s\n", "", "monitor", "naive baseline");
+    printf("  %-40s %16.1f %16.1f\n", "memory per connection (RSS / arrays, B)", r[0].mem_per_conn,
+           r[1].mem_per_conn);
+    printf("  %-40s %16.0f %16.0f\n", "watch() per connection (ns)", r[0].watch_ns, r[1].watch_ns);
+    printf("  %-40s %16llu %16llu\n", "pings sent", r[0].pings, r[1].pings);
+    printf("  %-40s %16s %16s\n", "ping lateness p50", bucket_bound(r[0].late, 0.50, a, sizeof a),
+           bucket_bound(r[1].late, 0.50, b, sizeof b));
+    printf("  %-40s %16s %16s\n", "ping lateness p99", bucket_bound(r[0].late, 0.99, a, sizeof a),
+           bucket_bound(r[1].late, 0.99, b, sizeof b));
+    printf("  %-40s %16.2f %16.2f\n", "ping lateness max (ms)", r[0].late_max_us / 1e3,
+           r[1].late_max_us / 1e3);
+    printf("  %-40s %16d %16d\n", "deaths reported (of N)", r[0].deaths, r[1].deaths);
+    printf("  %-40s %16.2f %16.2f\n", "death after timeout p50 (ms)", r[0].death_p50, r[1].death_p50);
+    printf("  %-40s %16.2f %16.2f\n", "death after timeout p99 (ms)", r[0].death_p99, r[1].death_p99);
+    printf("  %-40s %16.2f %16.2f\n", "death after timeout max (ms)", r[0].death_max, r[1].death_max);
+    printf("  %-40s %16.1f %16s\n", "monitor thread wake-ups per second", r[0].wakeups_per_s, "1000");
+    printf("  %-40s %16.1f %16.1f\n", "monitor thread CPU, % of one core", r[0].cpu_pct, r[1].cpu_pct);
+    printf("  %-40s %16.1fx\n", "CPU ratio naive / monitor", r[1].cpu_pct / r[0].cpu_pct);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
     alive_bench();
+
+    CBN = getenv("HB_BENCH_FDS") ? atoi(getenv("HB_BENCH_FDS")) : 100000;
+    int steady0 = getenv("HB_BENCH_STEADY") ? atoi(getenv("HB_BENCH_STEADY")) : 10;
+    if (CBN > 0) {
+        cb_last = calloc((size_t)CBN, sizeof *cb_last);
+        cb_late = calloc((size_t)CBN, sizeof *cb_late);
+        printf("%d watched fds, no sockets: the ping callback answers at once (scheduling cost\n"
+               "only); interval %d ms, timeout %d ms; %d s steady state per variant\n\n",
+               CBN, INTERVAL_MS, TIMEOUT_MS, steady0);
+        struct result rc[2];
+        if (run_cb_variant(0, steady0, &rc[0]) == 0 && run_cb_variant(1, steady0, &rc[1]) == 0)
+            print_table(rc);
+        printf("\n");
+    }
 
     N = getenv("HB_BENCH_CONNS") ? atoi(getenv("HB_BENCH_CONNS")) : 100000;
     int steady = getenv("HB_BENCH_STEADY") ? atoi(getenv("HB_BENCH_STEADY")) : 10;
@@ -737,32 +926,6 @@ int main(void)
     atomic_store(&net_stop, 1);
     pthread_join(net, NULL);
 
-    char a[32], b[32];
-    printf("  %-40s %16s %16s\n", "", "monitor", "naive baseline");
-    printf("  %-40s %16.1f %16.1f\n", "memory per connection (RSS / arrays, B)", r[0].mem_per_conn,
-           r[1].mem_per_conn);
-    printf("  %-40s %16.0f %16.0f\n", "watch() per connection (ns)", r[0].watch_ns, r[1].watch_ns);
-    printf("  %-40s %16llu %16llu\n", "pings sent", r[0].pings, r[1].pings);
-    printf("  %-40s %16s %16s\n", "ping lateness p50", bucket_bound(r[0].late, 0.50, a, sizeof a),
-           bucket_bound(r[1].late, 0.50, b, sizeof b));
-    printf("  %-40s %16s %16s\n", "ping lateness p99", bucket_bound(r[0].late, 0.99, a, sizeof a),
-           bucket_bound(r[1].late, 0.99, b, sizeof b));
-    printf("  %-40s %16.2f %16.2f\n", "ping lateness max (ms)", r[0].late_max_us / 1e3,
-           r[1].late_max_us / 1e3);
-    printf("  %-40s %16d %16d\n", "deaths reported (of N)", r[0].deaths, r[1].deaths);
-    printf("  %-40s %16.2f %16.2f\n", "death after timeout p50 (ms)", r[0].death_p50, r[1].death_p50);
-    printf("  %-40s %16.2f %16.2f\n", "death after timeout p99 (ms)", r[0].death_p99, r[1].death_p99);
-    printf("  %-40s %16.2f %16.2f\n", "death after timeout max (ms)", r[0].death_max, r[1].death_max);
-    printf("  %-40s %16.1f %16s\n", "monitor thread wake-ups per second", r[0].wakeups_per_s, "1000");
-    printf("  %-40s %16.1f %16.1f\n", "monitor thread CPU, % of one core", r[0].cpu_pct, r[1].cpu_pct);
-    printf("  %-40s %16.1f %16.1f\n", "  of which user (scheduling, scanning)", r[0].user_pct,
-           r[1].user_pct);
-    printf("  %-40s %16.1f %16.1f\n", "  of which system (send() of pings)", r[0].sys_pct,
-           r[1].sys_pct);
-    printf("  %-40s %16.1fx\n", "CPU ratio naive / monitor", r[1].cpu_pct / r[0].cpu_pct);
-    if (r[0].user_pct > 0)
-        printf("  %-40s %16.1fx\n", "user-CPU ratio naive / monitor", r[1].user_pct / r[0].user_pct);
-    else
-        printf("  %-40s %16s\n", "user-CPU ratio naive / monitor", "(monitor < 1 tick)");
+    print_table(r);
     return 0;
 }

@@ -175,3 +175,13 @@ run_tap valgrind-dlopen $VG "$BT/dlopen" "$PWD/build/lib/libheartbeat.so.$MAJOR"
 # --- Rust hygiene ------------------------------------------------------------
 run_check cargo-fmt cargo fmt --all -- --check
 run_check cargo-clippy cargo clippy --release --workspace --all-targets -- -D warnings
+
+# Every code the header defines is walked by test_api's strerror test.
+codes_all_tested() {
+    local c rc=0
+    for c in $(grep -oE '^#define HEARTBEAT_(OK|ERR_[A-Z_]+) ' include/heartbeat.h | awk '{print $2}'); do
+        grep -q "\b$c\b" c-tests/test_api.c || { echo "$c is not in test_strerror_every_code"; rc=1; }
+    done
+    return $rc
+}
+run_check strerror-test-covers-every-code codes_all_tested

@@ -35,7 +35,9 @@ static int test_strerror_every_code(void)
     const int codes[] = {HEARTBEAT_OK,           HEARTBEAT_ERR_IDLE,         HEARTBEAT_ERR_INTVL,
                          HEARTBEAT_ERR_CNT,      HEARTBEAT_ERR_KEEPALIVE,    HEARTBEAT_ERR_USER_TIMEOUT,
                          HEARTBEAT_ERR_INVALID,  HEARTBEAT_ERR_INTERNAL,     HEARTBEAT_ERR_TCP_INFO,
-                         HEARTBEAT_ERR_ALREADY_WATCHED, HEARTBEAT_ERR_NOT_WATCHED, HEARTBEAT_ERR_NOMEM};
+                         HEARTBEAT_ERR_ALREADY_WATCHED, HEARTBEAT_ERR_NOT_WATCHED, HEARTBEAT_ERR_NOMEM,
+                         HEARTBEAT_ERR_INTERVAL, HEARTBEAT_ERR_TIMEOUT, HEARTBEAT_ERR_DEAD_CALLBACK,
+                         HEARTBEAT_ERR_PING, HEARTBEAT_ERR_THREAD};
     const size_t n = sizeof codes / sizeof codes[0];
     const char *unknown = heartbeat_strerror(INT_MIN);
     CHECK(unknown != NULL && unknown[0] != '\0');

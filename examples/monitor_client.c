@@ -23,9 +23,10 @@ static atomic_int server_dead;
 static void on_dead(struct heartbeat_monitor *m, int fd, int reason, int err, void *user)
 {
     (void)m, (void)user;
-    fprintf(stderr, "client: server on fd %d is dead (%s%s%s)\n", fd,
-            reason == HEARTBEAT_DEAD_SILENCE ? "silence" : "ping failed: ",
-            reason == HEARTBEAT_DEAD_SILENCE ? "" : strerror(err), "");
+    if (reason == HEARTBEAT_DEAD_SILENCE)
+        fprintf(stderr, "client: server on fd %d is dead (silence)\n", fd);
+    else
+        fprintf(stderr, "client: server on fd %d is dead (ping failed: %s)\n", fd, strerror(err));
     atomic_store(&server_dead, 1);
 }
 

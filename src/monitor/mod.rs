@@ -112,8 +112,9 @@ pub struct Stats {
     pub wakeups: u64,
     /// Largest lateness of a ping behind its due time, microseconds.
     pub ping_late_max_us: u64,
-    /// Histogram of ping lateness: bucket i counts pings at most
-    /// `LATE_BOUNDS_US[i]` µs late (and more than the previous bound).
+    /// Histogram of ping lateness: bucket i counts pings less than
+    /// `LATE_BOUNDS_US[i]` µs late (and at least the previous bound); the
+    /// last bucket counts the rest.
     pub ping_late: [u64; LATE_BUCKETS],
 }
 

@@ -78,7 +78,14 @@ impl Wheel {
         }
         let (prev, next) = (n.prev.load(Relaxed), n.next.load(Relaxed));
         if prev == NONE {
-            self.heads[list as usize - 1] = next;
+            // The head of its list: a slot's, or the ready list's (whose
+            // nodes keep the number of the slot they were detached from).
+            let r = self.ready();
+            if self.heads[r] == fd {
+                self.heads[r] = next;
+            } else {
+                self.heads[list as usize - 1] = next;
+            }
         } else {
             Self::node(t, prev).next.store(next, Relaxed);
         }
@@ -117,12 +124,24 @@ impl Wheel {
     }
 
     /// Unlinks and returns one fd due at or before `now_ms`, or None.
+    ///
+    /// A slot reached by the cursor is moved to the ready list whole, in
+    /// O(1) (when the ready list is empty, which is when slots are
+    /// reached); an entry of a later turn of the wheel found there is put
+    /// back when popped. So each event touches its own node and its
+    /// neighbour only.
     pub(crate) fn pop(&mut self, t: &Table, now_ms: u64) -> Option<i32> {
+        let r = self.ready();
         loop {
-            let head = self.heads[self.ready()];
+            let head = self.heads[r];
             if head != NONE {
                 self.remove(t, head);
-                return Some(head);
+                let due = Self::node(t, head).due_ms.load(Relaxed);
+                if due <= now_ms {
+                    return Some(head);
+                }
+                self.insert(t, head, due); // a later turn
+                continue;
             }
             if self.cursor > now_ms {
                 return None;
@@ -136,7 +155,8 @@ impl Wheel {
                 self.cursor = now_ms + 1;
             } else {
                 let s = (self.cursor & (self.len - 1)) as usize;
-                self.sweep(t, s, now_ms);
+                self.heads[r] = self.heads[s];
+                self.heads[s] = NONE;
                 self.cursor += 1;
             }
         }
