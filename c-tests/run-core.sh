@@ -84,6 +84,7 @@ run_tap test_api "$BT/test_api"
 static_is_static() { ! ldd "$BT/api_static" | grep -q libheartbeat; }
 run_check api-static-has-no-shared-dependency static_is_static
 run_tap api_static "$BT/api_static"
+run_tap test_status "$BT/test_status"
 run_tap test_fault env LD_PRELOAD="$PWD/$BT/faultinject.so" "$BT/test_fault"
 run_tap dlopen "$BT/dlopen" "$PWD/build/lib/libheartbeat.so.$MAJOR" "$VERSION"
 run_tap cxx "$BT/cxx"
@@ -170,6 +171,7 @@ run_check install-pkg-config-uninstall install_and_pkg_config
 VG="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible"
 run_tap valgrind-test_api $VG "$BT/test_api"
 run_tap valgrind-test_fault env LD_PRELOAD="$PWD/$BT/faultinject.so" $VG "$BT/test_fault"
+run_tap valgrind-test_status $VG "$BT/test_status"
 run_tap valgrind-dlopen $VG "$BT/dlopen" "$PWD/build/lib/libheartbeat.so.$MAJOR" "$VERSION"
 
 # --- Rust hygiene ------------------------------------------------------------
@@ -185,3 +187,14 @@ codes_all_tested() {
     return $rc
 }
 run_check strerror-test-covers-every-code codes_all_tested
+
+# Every C test program is run by some suite.
+all_tests_run() {
+    local f n rc=0
+    for f in c-tests/test_*.c; do
+        n=$(basename "$f" .c)
+        grep -q "\$BT/$n\b" c-tests/run-*.sh || { echo "$n is built but never run"; rc=1; }
+    done
+    return $rc
+}
+run_check every-test-program-is-run all_tests_run
