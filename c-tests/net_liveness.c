@@ -50,6 +50,7 @@
 #include <unistd.h>
 
 #include "heartbeat.h"
+#include "testutil.h"
 
 #define PEER_PORT 7000 /* the peer listens here (peer namespace) */
 #define USER_PORT 7001 /* the user listens here (case listener) */
@@ -68,7 +69,7 @@ static double now_ms(void)
     return ts.tv_sec * 1000.0 + ts.tv_nsec / 1e6;
 }
 
-static void sleep_ms(double ms)
+static void sleep_msf(double ms)
 {
     if (ms <= 0)
         return;
@@ -93,18 +94,6 @@ static void result(int ok, const char *name)
         }                                                                             \
     } while (0)
 
-static const char *peer_name(int p)
-{
-    switch (p) {
-    case HEARTBEAT_PEER_ALIVE: return "ALIVE";
-    case HEARTBEAT_PEER_PROBING: return "PROBING";
-    case HEARTBEAT_PEER_CLOSED: return "CLOSED";
-    case HEARTBEAT_PEER_RESET: return "RESET";
-    case HEARTBEAT_PEER_TIMED_OUT: return "TIMED_OUT";
-    case HEARTBEAT_PEER_NOT_CONNECTED: return "NOT_CONNECTED";
-    default: return "?";
-    }
-}
 
 static socklen_t make_addr(struct sockaddr_storage *ss, int user_side, int port)
 {
@@ -295,7 +284,7 @@ static void peer_stop(void)
         for (int i = 0; i < 100; i++) { /* bounded: 1 s, then kill */
             if (waitpid(peer_pid, NULL, WNOHANG) == peer_pid)
                 return;
-            sleep_ms(10);
+            sleep_msf(10);
         }
         kill(peer_pid, SIGKILL);
         waitpid(peer_pid, NULL, 0);
@@ -392,7 +381,7 @@ static void *sampler_run(void *arg)
             s->final_ms = now_ms() - s->t0;
             break;
         }
-        sleep_ms(20);
+        sleep_msf(20);
     }
     return NULL;
 }
@@ -549,7 +538,7 @@ static void case_unacked(const char *name)
             ok = 0;
             break;
         }
-        sleep_ms(20);
+        sleep_msf(20);
     }
     printf("# measured %s: with user_timeout_ms=%.0f: failed %.0f ms after the send "
            "(ratio %.3f), %.0f ms after the first unanswered retransmission or probe (%.0f ms; "
@@ -603,7 +592,7 @@ static void case_restart(const char *name)
     started = pthread_create(&th, NULL, sampler_run, &s) == 0;
     EXPECT(started);
     /* Link back between the first probe (1 s, lost) and the second (2 s). */
-    sleep_ms(1500 - (now_ms() - t0[0]));
+    sleep_msf(1500 - (now_ms() - t0[0]));
     double restored = now_ms() - t0[0];
     EXPECT(run_cmd("restore", restore_cmd) == 0);
 
@@ -646,7 +635,7 @@ static void case_fin(const char *name)
     st.peer = HEARTBEAT_PEER_ALIVE;
     while (now_ms() - t < 2000 && heartbeat_status(fd, &st) == HEARTBEAT_OK &&
            st.peer == HEARTBEAT_PEER_ALIVE)
-        sleep_ms(5);
+        sleep_msf(5);
     printf("# measured %s: %s (tcp_state %d, error %d) %.1f ms after the peer's close\n", name,
            peer_name(st.peer), st.tcp_state, st.error, now_ms() - t);
     EXPECT(st.peer == HEARTBEAT_PEER_CLOSED && st.error == 0 && st.tcp_state == 8);

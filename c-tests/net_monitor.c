@@ -22,23 +22,12 @@
 
 #include "check.h"
 #include "heartbeat.h"
+#include "testutil.h"
 
 #define INTERVAL_MS 200
 #define TIMEOUT_MS 1000
 
-static long long now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static int addr_of(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
 {

@@ -21,22 +21,11 @@
 #include "check.h"
 #include "heartbeat.h"
 #include "sockets.h"
+#include "testutil.h"
 
 static int slow; /* HB_TEST_SLOW: valgrind */
 
-static long long now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
-}
 
 static void spin_us(long us)
 {
@@ -656,8 +645,10 @@ static int test_unwatch_race(void)
     CHECK_EQ(atomic_load(&r->violations), 0);
     fprintf(stderr, "  %ld unwatch calls, %d deaths, %d pings raced\n", races, rec_count(r),
             atomic_load(&r->pings));
-    /* The races happened (under valgrind the thread may win fewer). */
-    CHECK(rec_count(r) > 0 && (atomic_load(&r->pings) > 0 || slow));
+    /* The races happened. Under valgrind, which serialises threads, the
+     * monitor thread may not win any: there only memory errors and data
+     * races are checked, the full-speed run proves the race was exercised. */
+    CHECK(slow || (rec_count(r) > 0 && atomic_load(&r->pings) > 0));
     rc = 0;
 cleanup:
     heartbeat_monitor_free(m);

@@ -13,21 +13,10 @@
 #include "check.h"
 #include "heartbeat.h"
 #include "sockets.h"
+#include "testutil.h"
 
 #define SENTINEL 0x5a
 
-static const char *peer_name(int p)
-{
-    switch (p) {
-    case HEARTBEAT_PEER_ALIVE: return "ALIVE";
-    case HEARTBEAT_PEER_PROBING: return "PROBING";
-    case HEARTBEAT_PEER_CLOSED: return "CLOSED";
-    case HEARTBEAT_PEER_RESET: return "RESET";
-    case HEARTBEAT_PEER_TIMED_OUT: return "TIMED_OUT";
-    case HEARTBEAT_PEER_NOT_CONNECTED: return "NOT_CONNECTED";
-    default: return "?";
-    }
-}
 
 #define CHECK_PEER(st, want)                                                          \
     do {                                                                              \
