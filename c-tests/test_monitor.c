@@ -214,14 +214,22 @@ static void *net_main(void *arg)
     return NULL;
 }
 
+/* Stops the epoll thread (it calls alive() on the monitor): before the
+ * monitor is freed, as an application must. */
+static void net_stop(struct net *nt)
+{
+    if (nt && nt->started) {
+        atomic_store(&nt->stop, 1);
+        pthread_join(nt->th, NULL);
+        nt->started = 0;
+    }
+}
+
 static void net_free(struct net *nt)
 {
     if (!nt)
         return;
-    if (nt->started) {
-        atomic_store(&nt->stop, 1);
-        pthread_join(nt->th, NULL);
-    }
+    net_stop(nt);
     for (int i = 0; i < nt->n; i++) {
         if (nt->cli && nt->cli[i] >= 0)
             close(nt->cli[i]);
@@ -455,6 +463,7 @@ static int test_no_false_death(void)
         CHECK(st.ping_late_max_us < 20000);
     rc = 0;
 cleanup:
+    net_stop(nt);
     heartbeat_monitor_free(m);
     net_free(nt);
     rec_free(r);
@@ -499,6 +508,7 @@ static int test_silent_peer(void)
     CHECK_EQ(atomic_load(&r->violations), 0);
     rc = 0;
 cleanup:
+    net_stop(nt);
     heartbeat_monitor_free(m);
     net_free(nt);
     rec_free(r);
