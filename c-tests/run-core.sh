@@ -35,7 +35,7 @@ header_compiles() {
 run_check header-compiles-c99-and-cxx header_compiles
 
 header_documents_everything() {
-    # Every #define, function, struct and field is preceded by a doc comment.
+    # Every #define, function, typedef, struct and field is preceded by a doc comment.
     python3 - include/heartbeat.h <<'PY'
 import re, sys
 lines = open(sys.argv[1]).read().split("\n")
@@ -43,7 +43,7 @@ bad = []
 for i, l in enumerate(lines):
     s = l.strip()
     if re.match(r"#define HEARTBEAT_", s) and not s.startswith("#define HEARTBEAT_H") or \
-       re.match(r"^(const )?[a-z].*\(.*\);$", s) or re.match(r"^struct \w+ \{$", s) or \
+       re.match(r"^(const )?[a-z].*\(.*\);$", s) or re.match(r"^struct \w+ \{$", s) or re.match(r"^typedef ", s) or \
        (re.match(r"^\s+[a-z].* \w+;$", l) and not s.startswith("return")):
         j = i - 1
         while j >= 0 and lines[j].strip() == "":
