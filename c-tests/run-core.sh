@@ -138,6 +138,7 @@ install_and_pkg_config() {
         test "$(readlink "$lib/libheartbeat.so")" = "libheartbeat.so.$MAJOR"
         test -f "$lib/libheartbeat.a"
         test -f "$tmp/stage/opt/heartbeat-test/include/heartbeat.h"
+        test -f "$lib/libheartbeat_preload.so"   # installed beside the library
         grep -qx 'prefix=/opt/heartbeat-test' "$lib/pkgconfig/heartbeat.pc"
         ! grep -q "$tmp" "$lib/pkgconfig/heartbeat.pc"
         make -s uninstall PREFIX=/opt/heartbeat-test DESTDIR="$tmp/stage" >/dev/null
