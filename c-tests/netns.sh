@@ -76,9 +76,6 @@ _netns_ns() { # CASE SIDE -> namespace name
         *) echo "netns.sh: side must be user or peer, not '$2'" >&2; return 1 ;;
     esac
 }
-_netns_dev() {
-    case "$1" in user) echo "$NETNS_USER_DEV" ;; peer) echo "$NETNS_PEER_DEV" ;; *) return 1 ;; esac
-}
 
 netns_check() {
     NETNS_WHY=
@@ -157,39 +154,24 @@ netns_spawn() {
     NETNS_PIDS+=("$NETNS_PID")
 }
 
-netns_cut_cmd() {
-    local c=$1 mode=$2
+# The command that cuts (route verb "add", link state "down") or restores
+# ("del", "up") the path of CASE in MODE.
+_netns_path_cmd() {
+    local c=$1 mode=$2 verb=$3 state=$4
     case "$mode" in
-        blackhole4) echo "ip -n $(netns_peer "$c") route add blackhole $NETNS_USER_IP4/32" ;;
-        blackhole6) echo "ip -n $(netns_peer "$c") -6 route add blackhole $NETNS_USER_IP6/128" ;;
-        down-peer) echo "ip -n $(netns_peer "$c") link set $NETNS_PEER_DEV down" ;;
-        down-user) echo "ip -n $(netns_user "$c") link set $NETNS_USER_DEV down" ;;
+        blackhole4) echo "ip -n $(netns_peer "$c") route $verb blackhole $NETNS_USER_IP4/32" ;;
+        blackhole6) echo "ip -n $(netns_peer "$c") -6 route $verb blackhole $NETNS_USER_IP6/128" ;;
+        down-peer) echo "ip -n $(netns_peer "$c") link set $NETNS_PEER_DEV $state" ;;
+        down-user) echo "ip -n $(netns_user "$c") link set $NETNS_USER_DEV $state" ;;
         *) echo "netns.sh: unknown cut mode '$mode'" >&2; return 1 ;;
     esac
 }
 
-netns_restore_cmd() {
-    local c=$1 mode=$2
-    case "$mode" in
-        blackhole4) echo "ip -n $(netns_peer "$c") route del blackhole $NETNS_USER_IP4/32" ;;
-        blackhole6) echo "ip -n $(netns_peer "$c") -6 route del blackhole $NETNS_USER_IP6/128" ;;
-        down-peer) echo "ip -n $(netns_peer "$c") link set $NETNS_PEER_DEV up" ;;
-        down-user) echo "ip -n $(netns_user "$c") link set $NETNS_USER_DEV up" ;;
-        *) echo "netns.sh: unknown cut mode '$mode'" >&2; return 1 ;;
-    esac
-}
+netns_cut_cmd() { _netns_path_cmd "$1" "$2" add down; }
+netns_restore_cmd() { _netns_path_cmd "$1" "$2" del up; }
 
-netns_link_down() {
-    local side=${2:-peer} ns dev
-    ns=$(_netns_ns "$1" "$side") || return 1; dev=$(_netns_dev "$side")
-    ip -n "$ns" link set "$dev" down
-}
-
-netns_link_up() {
-    local side=${2:-peer} ns dev
-    ns=$(_netns_ns "$1" "$side") || return 1; dev=$(_netns_dev "$side")
-    ip -n "$ns" link set "$dev" up
-}
+netns_link_down() { eval "$(netns_cut_cmd "$1" "down-${2:-peer}")"; }
+netns_link_up() { eval "$(netns_restore_cmd "$1" "down-${2:-peer}")"; }
 
 netns_blackhole() { eval "$(netns_cut_cmd "$1" "blackhole${2:-4}")"; }
 netns_unblackhole() { eval "$(netns_restore_cmd "$1" "blackhole${2:-4}")"; }

@@ -88,6 +88,14 @@ except OSError as e:
     check("udp4 listen errno EOPNOTSUPP", e.errno == errno.EOPNOTSUPP, repr(e))
 u.close()
 
+# A raw socket whose protocol is TCP: SO_PROTOCOL says 6, but it is not a
+# TCP stream; the library's first option call is refused and nothing changes.
+if os.geteuid() == 0:
+    raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_TCP)
+    raw.connect(("127.0.0.1", 0))
+    untouched("raw IPPROTO_TCP connected", raw)
+    raw.close()
+
 path = "\0hbt-preload-py-%d" % os.getpid()
 ul = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
 ul.bind(path)

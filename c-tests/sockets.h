@@ -81,6 +81,17 @@ static inline int tcp_pair(int v6, int *client, int *server)
     return 0;
 }
 
+/* Closes both ends of a pair (those that are open) and marks them closed:
+ * the cleanup of every test that made one. */
+static inline void tcp_pair_close(int *c, int *s)
+{
+    if (*c >= 0)
+        close(*c);
+    if (*s >= 0)
+        close(*s);
+    *c = *s = -1;
+}
+
 /* Raw getsockopt of an int option, -1000 on failure (never a real value). */
 static inline int raw_get(int fd, int level, int name)
 {

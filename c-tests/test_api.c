@@ -114,10 +114,7 @@ static int test_heartbeat_get_set_get(void)
     CHECK_EQ(raw_get(c, SOL_SOCKET, SO_KEEPALIVE), 1);
     rc = 0;
 cleanup:
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 
@@ -161,10 +158,7 @@ static int test_heartbeat_parameter_ranges(void)
     CHECK_EQ(raw_get(c, SOL_SOCKET, SO_KEEPALIVE), 0);
     rc = 0;
 cleanup:
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 
@@ -222,10 +216,7 @@ static int test_apply_field_ranges(void)
     CHECK(memcmp(&got, &mins, sizeof got) == 0);
     rc = 0;
 cleanup:
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 
@@ -238,10 +229,7 @@ static int test_null_outputs(void)
     CHECK_RC_ERRNO(heartbeat_get(-1, NULL), HEARTBEAT_ERR_INVALID, EINVAL);
     rc = 0;
 cleanup:
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 
@@ -279,10 +267,7 @@ static int test_apply_get_round_trip(void)
     CHECK_EQ(got.user_timeout_ms, 999);
     rc = 0;
 cleanup:
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 

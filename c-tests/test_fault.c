@@ -79,17 +79,12 @@ static int test_heartbeat_refusals(void)
         CHECK_EQ(after.cnt, i > 2 ? 13 : before.cnt);
         CHECK_EQ(after.keepalive, 0);
         CHECK_EQ(after.user_timeout, before.user_timeout);
-        close(c);
-        close(s);
-        c = s = -1;
+        tcp_pair_close(&c, &s);
     }
     rc = 0;
 cleanup:
     no_fault();
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 
@@ -124,10 +119,7 @@ static int test_apply_all_or_nothing(void)
     rc = 0;
 cleanup:
     no_fault();
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 
@@ -155,10 +147,7 @@ static int test_apply_rollback_failure_keeps_first_error(void)
     rc = 0;
 cleanup:
     no_fault();
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 
@@ -180,10 +169,7 @@ static int test_get_refusals(void)
     rc = 0;
 cleanup:
     no_fault();
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 
@@ -209,10 +195,7 @@ static int test_disable_refused_once(void)
     rc = 0;
 cleanup:
     no_fault();
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 

@@ -558,10 +558,7 @@ static int test_send_failed(void)
     rc = 0;
 cleanup:
     heartbeat_monitor_free(m);
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     if (p[0] >= 0)
         close(p[0]);
     if (p[1] >= 0)
@@ -609,10 +606,7 @@ static int test_would_block_is_not_death(void)
     rc = 0;
 cleanup:
     heartbeat_monitor_free(m);
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     rec_free(r);
     return rc;
 }

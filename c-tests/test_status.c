@@ -146,9 +146,7 @@ static int test_live_pair_is_alive_and_nothing_is_read(void)
             CHECK(ioctl(c, FIONREAD, &avail) == 0);
             CHECK_EQ(avail, 5); /* status read nothing */
         }
-        close(c);
-        close(s);
-        c = s = -1;
+        tcp_pair_close(&c, &s);
     }
     rc = 0;
 cleanup:

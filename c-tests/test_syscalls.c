@@ -96,10 +96,7 @@ static int test_calls_make_no_heap_allocation(void)
     free(p);
     rc = 0;
 cleanup:
-    if (c >= 0)
-        close(c);
-    if (s >= 0)
-        close(s);
+    tcp_pair_close(&c, &s);
     return rc;
 }
 

@@ -191,6 +191,15 @@ pub fn apply(fd: impl AsRawFd, cfg: &Config) -> Result<()> {
     Ok(())
 }
 
+/// The socket's protocol (SO_PROTOCOL: `IPPROTO_TCP` for TCP,
+/// `IPPROTO_UDP`, 0 for UNIX sockets, ...): one `getsockopt`, or the errno
+/// it failed with (EBADF, ENOTSOCK). For callers that must tell TCP sockets
+/// from others before configuring them (the preload library); [`apply`]
+/// itself already refuses every non-TCP socket on its first call.
+pub fn protocol(fd: impl AsRawFd) -> std::result::Result<c_int, Errno> {
+    sys::getsockopt::<c_int>(fd.as_raw_fd(), sys::SO_PROTOCOL)
+}
+
 /// `(idle + intvl * cnt) * 1000`: the milliseconds after the last received
 /// segment at which an idle connection is declared dead. Negative arguments
 /// count as 0; the result saturates at `u32::MAX`.

@@ -13,3 +13,6 @@ mod sys;
 pub use error::{Error, Result};
 pub use keepalive::Config;
 pub use status::{Peer, Status};
+/// The calling thread's `errno`, read and restored by wrappers that must
+/// hand the caller's errno back unchanged (the preload library).
+pub use sys::{errno, set_errno};

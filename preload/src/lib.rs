@@ -31,6 +31,8 @@ use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
+use heartbeat::{errno, set_errno};
+
 use libc::{sockaddr, socklen_t};
 
 mod config;
@@ -73,17 +75,7 @@ fn active(hook: Hooks) -> Option<&'static Settings> {
 }
 
 // ---------------------------------------------------------------------------
-// errno and the debug log.
-
-fn errno() -> c_int {
-    // SAFETY: __errno_location always returns a valid thread-local pointer.
-    unsafe { *libc::__errno_location() }
-}
-
-fn set_errno(e: c_int) {
-    // SAFETY: as above.
-    unsafe { *libc::__errno_location() = e }
-}
+// The debug log.
 
 /// A line of at most 512 bytes on the stack: logging allocates nothing and
 /// takes no lock.
@@ -195,49 +187,41 @@ fn real() -> &'static Real {
 // ---------------------------------------------------------------------------
 // Configuring one socket.
 
-/// One `int` socket option, or None if it cannot be read.
-fn int_opt(fd: RawFd, name: c_int) -> Option<c_int> {
-    let mut v: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>() as socklen_t;
-    // SAFETY: the pointer and length describe `v`.
-    let rc = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            name,
-            (&mut v as *mut c_int).cast::<c_void>(),
-            &mut len,
-        )
-    };
-    (rc == 0).then_some(v)
+/// What a hook knows about a socket before configuring it.
+enum Kind {
+    /// TCP, by socket()'s arguments or by SO_PROTOCOL. (SO_DOMAIN and
+    /// SO_TYPE are not read: a raw socket with protocol IPPROTO_TCP is
+    /// refused by `keepalive::apply`'s first call, which changes nothing.)
+    Tcp,
+    /// Not TCP, by socket()'s (domain, type, protocol).
+    NotTcpArgs(c_int, c_int, c_int),
+    /// Not TCP, by SO_PROTOCOL.
+    NotTcp(c_int),
+    /// SO_PROTOCOL could not be read (not a socket): the errno.
+    Unreadable(c_int),
 }
 
-/// (domain, type, protocol) of a socket; the protocol is read first and
-/// decides for UDP and UNIX sockets with a single call.
-fn kind(fd: RawFd) -> Option<(c_int, c_int, c_int)> {
-    let proto = int_opt(fd, libc::SO_PROTOCOL)?;
-    if proto != libc::IPPROTO_TCP {
-        return Some((-1, -1, proto));
+/// The kind of an existing fd: one getsockopt(SO_PROTOCOL).
+fn kind(fd: RawFd) -> Kind {
+    match heartbeat::keepalive::protocol(fd) {
+        Ok(libc::IPPROTO_TCP) => Kind::Tcp,
+        Ok(p) => Kind::NotTcp(p),
+        Err(e) => Kind::Unreadable(e),
     }
-    Some((
-        int_opt(fd, libc::SO_DOMAIN)?,
-        int_opt(fd, libc::SO_TYPE)?,
-        proto,
-    ))
 }
 
+/// Whether socket()'s arguments make a TCP socket.
 fn is_tcp(domain: c_int, ty: c_int, proto: c_int) -> bool {
     (domain == libc::AF_INET || domain == libc::AF_INET6)
         && ty == libc::SOCK_STREAM
         && (proto == libc::IPPROTO_TCP || proto == 0)
 }
 
-/// Configures `fd` if (domain, type, protocol) say it is TCP; logs if asked.
-/// Saves and restores errno.
-fn configure(s: &Settings, call: &str, fd: RawFd, kind: Option<(c_int, c_int, c_int)>) {
+/// Configures `fd` if it is TCP; logs if asked. Saves and restores errno.
+fn configure(s: &Settings, call: &str, fd: RawFd, kind: Kind) {
     let e = errno();
     let _ = catch_unwind(AssertUnwindSafe(|| match kind {
-        Some((d, t, p)) if is_tcp(d, t, p) => {
+        Kind::Tcp => {
             let r = heartbeat::keepalive::apply(fd, &s.cfg);
             if s.debug {
                 let c = &s.cfg;
@@ -254,27 +238,16 @@ fn configure(s: &Settings, call: &str, fd: RawFd, kind: Option<(c_int, c_int, c_
                 }
             }
         }
-        Some((d, t, p)) => {
-            if s.debug {
-                if d < 0 {
-                    log(format_args!(
-                        "{call}(fd {fd}): not TCP (protocol {p}): untouched"
-                    ));
-                } else {
-                    log(format_args!(
-                        "{call}(fd {fd}): not TCP (domain {d} type {t} protocol {p}): untouched"
-                    ));
-                }
-            }
-        }
-        None => {
-            if s.debug {
-                log(format_args!(
-                    "{call}(fd {fd}): not a socket or unreadable (errno {}): untouched",
-                    errno()
-                ));
-            }
-        }
+        _ if !s.debug => {}
+        Kind::NotTcpArgs(d, t, p) => log(format_args!(
+            "{call}(fd {fd}): not TCP (domain {d} type {t} protocol {p}): untouched"
+        )),
+        Kind::NotTcp(p) => log(format_args!(
+            "{call}(fd {fd}): not TCP (protocol {p}): untouched"
+        )),
+        Kind::Unreadable(err) => log(format_args!(
+            "{call}(fd {fd}): not a socket or unreadable (errno {err}): untouched"
+        )),
     }));
     set_errno(e);
 }
@@ -295,7 +268,12 @@ pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     if fd >= 0 {
         if let Some(s) = active(Hooks::SOCKET) {
             let base = ty & !(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC);
-            configure(s, "socket", fd, Some((domain, base, protocol)));
+            let k = if is_tcp(domain, base, protocol) {
+                Kind::Tcp
+            } else {
+                Kind::NotTcpArgs(domain, base, protocol)
+            };
+            configure(s, "socket", fd, k);
         }
     }
     set_errno(e);

@@ -2,7 +2,7 @@
 
 use std::ffi::{c_char, c_int, c_uint};
 
-use super::{guard, guard_value, message, write_out};
+use super::{guard, guard_value, message, out_ref};
 use crate::error::{Error, Result};
 use crate::keepalive::{self, Config};
 
@@ -114,10 +114,9 @@ pub extern "C" fn heartbeat_disable(fd: c_int) -> c_int {
 #[no_mangle]
 pub extern "C" fn heartbeat_get(fd: c_int, out: *mut heartbeat_config) -> c_int {
     guard(|| {
-        if out.is_null() {
-            return Err(Error::Invalid);
-        }
-        write_out(out, keepalive::get(fd)?.into())
+        let out = out_ref(out)?;
+        *out = keepalive::get(fd)?.into();
+        Ok(())
     })
 }
 
@@ -155,10 +154,9 @@ pub extern "C" fn heartbeat_apply(fd: c_int, cfg: *const heartbeat_config) -> c_
 #[no_mangle]
 pub extern "C" fn heartbeat_system_defaults(out: *mut heartbeat_config) -> c_int {
     guard(|| {
-        if out.is_null() {
-            return Err(Error::Invalid);
-        }
-        write_out(out, keepalive::system_defaults()?.into())
+        let out = out_ref(out)?;
+        *out = keepalive::system_defaults()?.into();
+        Ok(())
     })
 }
 

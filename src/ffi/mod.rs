@@ -161,12 +161,14 @@ pub(crate) fn guard_value<T, F: FnOnce() -> T>(fallback: T, f: F) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)
 }
 
-/// Writes `v` through an out pointer, or fails with HEARTBEAT_ERR_INVALID.
-pub(crate) fn write_out<T>(out: *mut T, v: T) -> Result<()> {
-    // SAFETY: the caller promised that a non-NULL `out` points to a writable T.
-    unsafe { out.as_mut() }
-        .map(|o| *o = v)
-        .ok_or(Error::Invalid)
+/// The C caller's out pointer, checked for NULL (HEARTBEAT_ERR_INVALID)
+/// before any work is done, so that a NULL `out` reads, changes and
+/// consumes nothing. Assign through it last: outputs are written only on
+/// success.
+pub(crate) fn out_ref<'a, T>(out: *mut T) -> Result<&'a mut T> {
+    // SAFETY: the caller promised that a non-NULL `out` points to a writable
+    // T that stays valid for the call.
+    unsafe { out.as_mut() }.ok_or(Error::Invalid)
 }
 
 mod keepalive;

@@ -5,7 +5,7 @@ use std::ffi::{c_int, c_uint, c_ulong, c_void};
 use std::os::fd::RawFd;
 use std::ptr;
 
-use super::{guard, guard_value, write_out, HEARTBEAT_OK};
+use super::{guard, guard_value, out_ref, HEARTBEAT_OK};
 use crate::error::{Errno, Error, Result};
 use crate::monitor::{self, Core, Death, Handler, Monitor, Options, Ping};
 
@@ -162,12 +162,7 @@ fn core<'a>(m: *mut heartbeat_monitor) -> Result<&'a Core> {
 fn create(o: *const heartbeat_monitor_options) -> Result<Monitor> {
     // SAFETY: the caller promised that a non-NULL pointer points to options.
     let o = unsafe { o.as_ref() }.ok_or(Error::Invalid)?;
-    if o.interval_ms == 0 {
-        return Err(Error::Interval);
-    }
-    if o.timeout_ms <= o.interval_ms {
-        return Err(Error::Timeout);
-    }
+    monitor::check_timing(o.interval_ms, o.timeout_ms)?;
     let dead_cb = o.dead_cb.ok_or(Error::DeadCallback)?;
     let ping = match (o.ping_data.is_null(), o.ping_len, o.ping_cb.is_some()) {
         (true, 0, false) => Ping::None,
@@ -286,10 +281,9 @@ pub extern "C" fn heartbeat_monitor_last_heard_ms(
     out: *mut c_ulong,
 ) -> c_int {
     guard(|| {
-        if out.is_null() {
-            return Err(Error::Invalid);
-        }
-        write_out(out, core(monitor)?.last_heard_ms(fd)? as c_ulong)
+        let out = out_ref(out)?;
+        *out = core(monitor)?.last_heard_ms(fd)? as c_ulong;
+        Ok(())
     })
 }
 
@@ -301,22 +295,18 @@ pub extern "C" fn heartbeat_monitor_stats(
     out: *mut heartbeat_monitor_stats,
 ) -> c_int {
     guard(|| {
-        if out.is_null() {
-            return Err(Error::Invalid);
-        }
+        let out = out_ref(out)?;
         let s = core(monitor)?.stats();
-        write_out(
-            out,
-            heartbeat_monitor_stats {
-                watched: s.watched as c_ulong,
-                pings: s.pings as c_ulong,
-                pings_blocked: s.pings_blocked as c_ulong,
-                deaths: s.deaths as c_ulong,
-                wakeups: s.wakeups as c_ulong,
-                ping_late_max_us: s.ping_late_max_us as c_ulong,
-                ping_late: s.ping_late.map(|v| v as c_ulong),
-            },
-        )
+        *out = heartbeat_monitor_stats {
+            watched: s.watched as c_ulong,
+            pings: s.pings as c_ulong,
+            pings_blocked: s.pings_blocked as c_ulong,
+            deaths: s.deaths as c_ulong,
+            wakeups: s.wakeups as c_ulong,
+            ping_late_max_us: s.ping_late_max_us as c_ulong,
+            ping_late: s.ping_late.map(|v| v as c_ulong),
+        };
+        Ok(())
     })
 }
 

@@ -3,8 +3,7 @@
 
 use std::ffi::{c_int, c_uint};
 
-use super::{guard, write_out};
-use crate::error::Error;
+use super::{guard, out_ref};
 use crate::status::{self, Peer, Status};
 
 /// `heartbeat_status()`: connected, and no keepalive probe is outstanding
@@ -131,10 +130,9 @@ impl From<Status> for heartbeat_status {
 #[no_mangle]
 pub extern "C" fn heartbeat_status(fd: c_int, out: *mut heartbeat_status) -> c_int {
     guard(|| {
-        if out.is_null() {
-            return Err(Error::Invalid);
-        }
-        write_out(out, status::status(fd)?.into())
+        let out = out_ref(out)?;
+        *out = status::status(fd)?.into();
+        Ok(())
     })
 }
 

@@ -187,12 +187,7 @@ impl Monitor {
     /// not longer than the interval), [`Error::Ping`] (ping bytes empty or
     /// longer than [`PING_MAX`]), [`Error::NoMem`], [`Error::Thread`].
     pub fn new(options: Options, handler: Box<dyn Handler>) -> Result<Monitor> {
-        if options.interval_ms == 0 {
-            return Err(Error::Interval);
-        }
-        if options.timeout_ms <= options.interval_ms {
-            return Err(Error::Timeout);
-        }
+        check_timing(options.interval_ms, options.timeout_ms)?;
         let (ping, len) = match options.ping {
             Ping::None => (PingMode::None, 0),
             Ping::Callback => (PingMode::Callback, 0),
@@ -257,6 +252,20 @@ impl Monitor {
             core: unsafe { Arc::from_raw(p) },
         }
     }
+}
+
+/// The timing rule of a monitor: a ping period (`interval_ms > 0`, else
+/// [`Error::Interval`]) and a silence limit longer than it (else
+/// [`Error::Timeout`]). [`Monitor::new`] enforces it; the C layer calls it
+/// first so that its documented order of checks holds.
+pub fn check_timing(interval_ms: u32, timeout_ms: u32) -> Result<()> {
+    if interval_ms == 0 {
+        return Err(Error::Interval);
+    }
+    if timeout_ms <= interval_ms {
+        return Err(Error::Timeout);
+    }
+    Ok(())
 }
 
 impl Drop for Monitor {
@@ -445,11 +454,6 @@ impl Core {
         let mut s = g.stats;
         s.watched = g.sched.watched() as u64;
         s
-    }
-
-    /// Bytes of per-fd memory allocated per chunk of fds (for the docs).
-    pub fn bytes_per_fd() -> usize {
-        Table::chunk_bytes() / table::CHUNK
     }
 }
 

@@ -15,13 +15,9 @@ use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
 
 use crate::error::Errno;
+use crate::sys::errno;
 
 use super::sched::Sent;
-
-fn errno() -> Errno {
-    // SAFETY: __errno_location always returns a valid thread-local pointer.
-    unsafe { *libc::__errno_location() }
-}
 
 /// CLOCK_MONOTONIC in nanoseconds (a vDSO call, about 20 ns with the TSC
 /// clock source; no system call).

@@ -26,14 +26,17 @@ pub(crate) const TCP_KEEPIDLE: (c_int, c_int) = (libc::IPPROTO_TCP, libc::TCP_KE
 pub(crate) const TCP_KEEPINTVL: (c_int, c_int) = (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL);
 pub(crate) const TCP_KEEPCNT: (c_int, c_int) = (libc::IPPROTO_TCP, libc::TCP_KEEPCNT);
 pub(crate) const TCP_USER_TIMEOUT: (c_int, c_int) = (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT);
+/// The protocol of a socket (IPPROTO_TCP, IPPROTO_UDP, 0 for UNIX, ...).
+pub(crate) const SO_PROTOCOL: (c_int, c_int) = (libc::SOL_SOCKET, libc::SO_PROTOCOL);
 
-fn last_errno() -> Errno {
+/// The calling thread's `errno`.
+pub fn errno() -> Errno {
     // SAFETY: __errno_location always returns a valid thread-local pointer.
     unsafe { *libc::__errno_location() }
 }
 
 /// Stores `e` in the calling thread's `errno`.
-pub(crate) fn set_errno(e: Errno) {
+pub fn set_errno(e: Errno) {
     // SAFETY: as above.
     unsafe { *libc::__errno_location() = e }
 }
@@ -54,7 +57,7 @@ pub(crate) fn setsockopt<T: Copy>(fd: RawFd, opt: (c_int, c_int), value: T) -> R
         )
     };
     if rc == -1 {
-        Err(last_errno())
+        Err(errno())
     } else {
         Ok(())
     }
@@ -79,7 +82,7 @@ pub(crate) fn getsockopt<T: Copy>(fd: RawFd, opt: (c_int, c_int)) -> Result<T, E
         )
     };
     if rc == -1 {
-        Err(last_errno())
+        Err(errno())
     } else {
         // SAFETY: zero-initialised, and T accepts any bit pattern (see above).
         Ok(unsafe { value.assume_init() })

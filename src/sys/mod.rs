@@ -7,6 +7,8 @@
 mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
+#[cfg(target_os = "linux")]
+pub use linux::{errno, set_errno};
 
 #[cfg(not(target_os = "linux"))]
 compile_error!("libheartbeat supports Linux only (TCP_KEEPIDLE, TCP_USER_TIMEOUT and TCP_INFO semantics are Linux's)");
