@@ -1,11 +1,13 @@
 # libheartbeat: build, test, benchmark and install the C library.
 #
 #   make                  build build/lib/libheartbeat.{so,a} and the header
-#   make demo             build, then configure a live loopback connection
+#   make demo             build, then show a dead peer being detected
 #   make test             every test; ends with "N passed, N failed"
 #   make bench            benchmarks (figures and ratios, no pass/fail)
 #   make install          PREFIX=/usr/local, DESTDIR= for staging
 #   make uninstall        remove exactly what install added
+#
+# V=1 shows every command; by default each step prints one short line.
 
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n1)
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
@@ -22,6 +24,16 @@ CXX   ?= c++
 CFLAGS ?= -O2 -g
 WARN  := -Wall -Wextra -Wpedantic -Werror
 
+ifeq ($(V),1)
+Q :=
+CARGO_Q :=
+else
+Q := @
+CARGO_Q := -q
+endif
+# One short line per step unless V=1: $(call say,WHAT,TARGET).
+say = $(if $(Q),@printf '  %-8s %s\n' '$(1)' '$(2)')
+
 B       := build
 BLIB    := $(B)/lib
 BT      := $(B)/c-tests
@@ -32,89 +44,58 @@ REALSO  := libheartbeat.so.$(VERSION)
 # Libraries the Rust staticlib needs from the system.
 STATIC_LIBS := -lpthread -ldl -lm -lrt -lgcc_s -lc
 
-# Test programs linked against the shared library: every c-tests/test_*.c.
-# Fragments in c-tests/*.mk add their own programs to TEST_BINS and BENCH_BINS.
-TEST_SRCS := $(wildcard c-tests/test_*.c)
-TEST_BINS := $(patsubst c-tests/%.c,$(BT)/%,$(TEST_SRCS))
+# Test sources live in c-tests/<subject>/ (shared helpers in c-tests/lib/),
+# benchmarks in bench/; every file name is unique, and every program is built
+# flat into build/c-tests/. Each subject's rules.mk adds its own programs to
+# TEST_BINS and BENCH_BINS; every c-tests/*/test_*.c gets the generic rule.
+TEST_DIRS := $(sort $(dir $(wildcard c-tests/*/)))
+vpath %.c $(TEST_DIRS) bench examples
+vpath %.cpp $(TEST_DIRS)
+TEST_SRCS := $(wildcard c-tests/*/test_*.c)
+TEST_BINS := $(patsubst %.c,$(BT)/%,$(notdir $(TEST_SRCS)))
 BENCH_BINS :=
-TEST_CFLAGS := $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ic-tests -pthread
+TEST_HDRS := $(wildcard c-tests/lib/*.h) include/heartbeat.h
+TEST_CFLAGS := $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ic-tests/lib -pthread
 TEST_LDFLAGS := -L$(BLIB) -Wl,-rpath,$(abspath $(BLIB))
 
-.PHONY: all lib demo test bench install uninstall clean cargo-build
+.PHONY: all lib demo examples test bench install uninstall clean cargo-build
 all: lib
 
 # cargo decides what to rebuild; the staging below is cheap.
 cargo-build:
-	$(CARGO) build --release --workspace
+	$(call say,CARGO,release build of the workspace)
+	$(Q)$(CARGO) build $(CARGO_Q) --release --workspace
 
 lib: cargo-build
-	@mkdir -p $(BLIB)
-	cp -f $(RUSTOUT)/libheartbeat.so $(BLIB)/$(REALSO)
-	ln -sf $(REALSO) $(BLIB)/$(SONAME)
-	ln -sf $(SONAME) $(BLIB)/libheartbeat.so
-	cp -f $(RUSTOUT)/libheartbeat.a $(BLIB)/libheartbeat.a
-	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	$(Q)mkdir -p $(BLIB)
+	$(Q)cp -f $(RUSTOUT)/libheartbeat.so $(BLIB)/$(REALSO)
+	$(Q)ln -sf $(REALSO) $(BLIB)/$(SONAME)
+	$(Q)ln -sf $(SONAME) $(BLIB)/libheartbeat.so
+	$(Q)cp -f $(RUSTOUT)/libheartbeat.a $(BLIB)/libheartbeat.a
+	$(Q)printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
 	    'Name: heartbeat' \
 	    'Description: Detect dead TCP peers: keepalive configuration, liveness status, application heartbeats' \
 	    'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -L$${libdir} -lheartbeat' \
 	    'Libs.private: $(STATIC_LIBS)' > $(B)/heartbeat.pc
 
-$(BT)/%: c-tests/%.c c-tests/check.h include/heartbeat.h | lib
-	@mkdir -p $(BT)
-	$(CC) $(TEST_CFLAGS) -DHEARTBEAT_EXPECTED_VERSION='"$(VERSION)"' -o $@ $< $(TEST_LDFLAGS) -lheartbeat -ldl
+# The generic rule: a C test program linked against the shared library.
+$(BT)/%: %.c $(TEST_HDRS) | lib
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(BT)
+	$(Q)$(CC) $(TEST_CFLAGS) -DHEARTBEAT_EXPECTED_VERSION='"$(VERSION)"' -o $@ $< $(TEST_LDFLAGS) -lheartbeat -ldl
 
-# The same API test, linked against the static library.
-$(BT)/api_static: c-tests/test_api.c c-tests/check.h include/heartbeat.h | lib
-	@mkdir -p $(BT)
-	$(CC) $(TEST_CFLAGS) -DHEARTBEAT_EXPECTED_VERSION='"$(VERSION)"' -DHEARTBEAT_STATIC_BUILD -o $@ $< $(BLIB)/libheartbeat.a $(STATIC_LIBS)
-
-# dlopen() test: never links the library, never includes the header.
-$(BT)/dlopen: c-tests/dlopen.c | lib
-	@mkdir -p $(BT)
-	$(CC) $(CFLAGS) -std=c99 -D_GNU_SOURCE $(WARN) -o $@ $< -ldl
-
-# C++ program that includes the header.
-$(BT)/cxx: c-tests/cxx.cpp include/heartbeat.h | lib
-	@mkdir -p $(BT)
-	$(CXX) $(CFLAGS) -std=c++11 $(WARN) -Iinclude -o $@ $< $(TEST_LDFLAGS) -lheartbeat
-
-# The header alone, as C99 and as C++.
-$(BT)/header-c99.o: include/heartbeat.h | lib
-	@mkdir -p $(BT)
-	printf '#include "heartbeat.h"\nint heartbeat_header_c99(void) { return HEARTBEAT_OK; }\n' > $(BT)/header-c99.c
-	$(CC) -std=c99 $(WARN) -Iinclude -c -o $@ $(BT)/header-c99.c
-$(BT)/header-cxx.o: include/heartbeat.h | lib
-	@mkdir -p $(BT)
-	printf '#include "heartbeat.h"\nint heartbeat_header_cxx() { return HEARTBEAT_OK; }\n' > $(BT)/header-cxx.cpp
-	$(CXX) -std=c++98 $(WARN) -Iinclude -c -o $@ $(BT)/header-cxx.cpp
-
-# LD_PRELOAD fault injector for setsockopt/getsockopt.
-$(BT)/faultinject.so: c-tests/faultinject.c | lib
-	@mkdir -p $(BT)
-	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -shared -fPIC -o $@ $< -ldl
-
-# Benchmarks.
-$(BT)/bench_keepalive: c-tests/bench_keepalive.c include/heartbeat.h | lib
-	@mkdir -p $(BT)
-	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -o $@ $< $(TEST_LDFLAGS) -lheartbeat -ldl
-BENCH_BINS += $(BT)/bench_keepalive
-
-TEST_BINS += $(BT)/api_static $(BT)/dlopen $(BT)/cxx $(BT)/header-c99.o $(BT)/header-cxx.o $(BT)/faultinject.so
-
--include $(wildcard c-tests/*.mk)
+-include $(wildcard c-tests/*/rules.mk) bench/rules.mk examples/rules.mk
 
 demo: lib $(BT)/demo
-	$(BT)/demo
+	$(Q)$(BT)/demo
 
-$(BT)/demo: examples/demo.c include/heartbeat.h | lib
-	@mkdir -p $(BT)
-	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -o $@ $< $(TEST_LDFLAGS) -lheartbeat
+examples: lib $(EXAMPLE_BINS)
 
 test: lib $(TEST_BINS) $(BT)/demo
-	@VERSION=$(VERSION) MAJOR=$(MAJOR) bash c-tests/run.sh
+	$(Q)VERSION=$(VERSION) MAJOR=$(MAJOR) bash c-tests/run.sh
 
 bench: lib $(BENCH_BINS)
-	@bash c-tests/bench.sh
+	$(Q)bash bench/bench.sh
 
 install: lib
 	install -d $(DESTDIR)$(LIBDIR) $(DESTDIR)$(INCLUDEDIR) $(DESTDIR)$(PKGCONFIGDIR)

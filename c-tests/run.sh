@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # Runs every test of libheartbeat and ends with "N passed, N failed".
 #
-# Steps print TAP-like lines ("ok - name", "not ok - name"); each line counts
-# once. A step that exits non-zero without a "not ok" line counts as one
-# failure; a step that prints no result at all counts as a failure too.
-# Suites of later features live in c-tests/run-*.sh and are sourced below.
+# Each subject has a folder c-tests/<subject>/ with a suite.sh that this
+# script sources (core first, then the others in name order). Suites call:
+#
+#   run_tap NAME CMD...    a program that prints TAP-like lines ("ok - what",
+#                          "not ok - what", "SKIP - why"); each counts once.
+#   run_check NAME CMD...  one step judged by its exit status.
+#
+# Every step prints one line (its result and counts); a failing step adds
+# its failures and the tail of its log. Full output of every step is in
+# build/test-logs/NAME.log. A step that exits non-zero without a "not ok"
+# line counts as one failure; a step that prints no result at all too.
 set -u
 cd "$(dirname "$0")/.."
 BT=build/c-tests
@@ -13,72 +20,87 @@ FAIL=0
 SKIPPED=0
 LOG=build/test-logs
 mkdir -p "$LOG"
+# valgrind memcheck, failing on any error or leak.
+VG="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible"
 
 # run_tap NAME CMD...: a program that prints ok/not ok lines.
 run_tap() {
     local name=$1; shift
-    local out="$LOG/$name.log"
-    echo "== $name"
+    local out="$LOG/$name.log" t0=$SECONDS
     "$@" >"$out" 2>&1
     local rc=$?
-    local ok nok sk
+    local ok nok sk verdict=ok extra=""
     ok=$(grep -c '^ok - ' "$out")
     nok=$(grep -c '^not ok - ' "$out")
     sk=$(grep -c '^SKIP' "$out")
-    grep -E '^(not ok - |SKIP)' "$out" | sed 's/^/   /'
-    if [ "$nok" -gt 0 ] || [ "$rc" -ne 0 ]; then
-        sed 's/^/   | /' "$out" | grep -v '^   | ok - ' | tail -40
-    fi
     PASS=$((PASS + ok))
     FAIL=$((FAIL + nok))
     SKIPPED=$((SKIPPED + sk))
     if [ "$rc" -ne 0 ] && [ "$nok" -eq 0 ]; then
-        echo "   not ok - $name exited $rc"
+        extra=" (exited $rc)"
         FAIL=$((FAIL + 1))
     elif [ "$ok" -eq 0 ] && [ "$nok" -eq 0 ] && [ "$sk" -eq 0 ]; then
-        echo "   not ok - $name printed no result"
+        extra=" (printed no result)"
         FAIL=$((FAIL + 1))
     fi
-    echo "   $ok ok, $nok not ok"
+    [ -n "$extra" ] || [ "$nok" -gt 0 ] && verdict="FAIL"
+    [ "$verdict" = ok ] && [ "$sk" -gt 0 ] && verdict=skip
+    printf '%-5s %-44s %4d ok' "$verdict" "$name" "$ok"
+    [ "$nok" -gt 0 ] && printf ', %d not ok' "$nok"
+    [ "$sk" -gt 0 ] && printf ', %d skipped' "$sk"
+    printf '%s  %ds\n' "$extra" "$((SECONDS - t0))"
+    grep -E '^(not ok - |SKIP)' "$out" | sed 's/^/      /'
+    if [ "$verdict" = FAIL ]; then
+        grep -v '^ok - ' "$out" | tail -40 | sed 's/^/      | /'
+    fi
+    return 0
 }
 
 # run_check NAME CMD...: one pass/fail step, judged by the exit code.
 run_check() {
     local name=$1; shift
-    local out="$LOG/$name.log"
+    local out="$LOG/$name.log" t0=$SECONDS
     if "$@" >"$out" 2>&1; then
-        echo "ok - $name"
+        printf '%-5s %-44s %4d ok  %ds\n' ok "$name" 1 "$((SECONDS - t0))"
         PASS=$((PASS + 1))
     else
-        echo "not ok - $name"
-        sed 's/^/   | /' "$out" | tail -30
+        printf '%-5s %-44s %4d ok, 1 not ok  %ds\n' FAIL "$name" 0 "$((SECONDS - t0))"
+        tail -30 "$out" | sed 's/^/      | /'
         FAIL=$((FAIL + 1))
     fi
 }
 
-# cargo test: count its "test result" lines.
+# run_cargo NAME CMD...: a cargo test run; counts its "test result" lines.
 run_cargo() {
-    local out="$LOG/cargo-test.log"
-    echo "== cargo test"
-    cargo test --release --workspace >"$out" 2>&1
+    local name=$1; shift
+    local out="$LOG/$name.log" t0=$SECONDS
+    "$@" >"$out" 2>&1
     local rc=$?
     local p f
     p=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
     f=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' "$out" | awk '{s+=$1} END {print s+0}')
-    grep -E '^test .* FAILED|panicked' "$out" | sed 's/^/   /'
     PASS=$((PASS + p))
     FAIL=$((FAIL + f))
+    local verdict=ok extra=""
     if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
-        tail -30 "$out" | sed 's/^/   | /'
-        echo "   not ok - cargo test exited $rc"
+        extra=" (exited $rc)"
         FAIL=$((FAIL + 1))
     fi
-    echo "   $p passed, $f failed"
+    { [ "$f" -gt 0 ] || [ -n "$extra" ]; } && verdict=FAIL
+    printf '%-5s %-44s %4d ok' "$verdict" "$name" "$p"
+    [ "$f" -gt 0 ] && printf ', %d not ok' "$f"
+    printf '%s  %ds\n' "$extra" "$((SECONDS - t0))"
+    if [ "$verdict" = FAIL ]; then
+        grep -E '^test .* FAILED|panicked' "$out" | sed 's/^/      /'
+        tail -30 "$out" | sed 's/^/      | /'
+    fi
+    return 0
 }
 
-for suite in c-tests/run-core.sh c-tests/run-*.sh; do
-    case "$suite" in c-tests/run-core.sh) [ -n "${CORE_DONE:-}" ] && continue; CORE_DONE=1 ;; esac
+for suite in c-tests/core/suite.sh c-tests/*/suite.sh; do
+    case "$suite" in c-tests/core/suite.sh) [ -n "${CORE_DONE:-}" ] && continue; CORE_DONE=1 ;; esac
     [ -f "$suite" ] || continue
+    echo "== ${suite#c-tests/}"
     # shellcheck disable=SC1090
     . "$suite"
 done

@@ -2,7 +2,7 @@
  * TCP_KEEPCNT fails with EPERM, as under a policy that filters socket
  * options. libheartbeat_preload.so must then roll the socket back, and the
  * intercepted call must still return what the real call returned, with the
- * errno the real call left. Only for c-tests/run-preload.sh. */
+ * errno the real call left. Only for c-tests/preload/suite.sh. */
 #include <dlfcn.h>
 #include <errno.h>
 #include <netinet/in.h>

@@ -1,5 +1,5 @@
 /* A plain socket program that knows nothing of libheartbeat (it never
- * includes heartbeat.h and does not link the library). c-tests/run-preload.sh
+ * includes heartbeat.h and does not link the library). c-tests/preload/suite.sh
  * runs it with and without LD_PRELOAD=libheartbeat_preload.so and compares.
  *
  * It opens TCP (IPv4 and IPv6: listener, client, accept()ed and accept4()ed

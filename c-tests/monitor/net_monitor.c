@@ -1,5 +1,5 @@
 /* Network-namespace test of the heartbeat monitor (run by
- * c-tests/net_monitor.sh inside namespaces made with c-tests/netns.sh).
+ * c-tests/monitor/net_monitor.sh inside namespaces made with c-tests/lib/netns.sh).
  *
  *   net_monitor server ADDR PORT      echo server (one connection, exits on
  *                                     EOF or after 60 s)

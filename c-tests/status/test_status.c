@@ -3,7 +3,7 @@
  * readable), the peer's reset, and exactly what is consumed: the pending
  * error is handed back once; recv() and recv(MSG_PEEK) take it too.
  * The cut-link cases (PROBING, TIMED_OUT, RESET after a restart) are in the
- * network suite (c-tests/net_liveness.c, run by c-tests/run-net.sh). */
+ * network suite (c-tests/net/net_liveness.c, run by c-tests/net/suite.sh). */
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/ioctl.h>

@@ -1,5 +1,5 @@
 # netns.sh: network-namespace harness for libheartbeat's network tests.
-# Source it (". c-tests/netns.sh") from bash; it defines functions only and
+# Source it (". c-tests/lib/netns.sh") from bash; it defines functions only and
 # changes nothing until one is called. Sourcing it twice is harmless.
 #
 # Every CASE gets its own pair of namespaces, joined by one veth pair:

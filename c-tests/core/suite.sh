@@ -1,7 +1,7 @@
 # Core (keepalive API) suite, sourced by c-tests/run.sh: uses run_tap,
 # run_check, run_cargo, BT, LOG, VERSION, MAJOR.
 
-run_cargo
+run_cargo cargo-test cargo test --release --workspace
 
 # --- the header ---------------------------------------------------------
 header_is_fresh() {
@@ -84,11 +84,10 @@ run_tap test_api "$BT/test_api"
 static_is_static() { ! ldd "$BT/api_static" | grep -q libheartbeat; }
 run_check api-static-has-no-shared-dependency static_is_static
 run_tap api_static "$BT/api_static"
-run_tap test_status "$BT/test_status"
 run_tap test_fault env LD_PRELOAD="$PWD/$BT/faultinject.so" "$BT/test_fault"
 run_tap dlopen "$BT/dlopen" "$PWD/build/lib/libheartbeat.so.$MAJOR" "$VERSION"
 run_tap cxx "$BT/cxx"
-run_tap python-ctypes python3 c-tests/ctypes_test.py "$PWD/build/lib/libheartbeat.so.$MAJOR" "$VERSION"
+run_tap python-ctypes python3 c-tests/core/ctypes_test.py "$PWD/build/lib/libheartbeat.so.$MAJOR" "$VERSION"
 
 # --- exact system calls, no heap ---------------------------------------------
 syscalls_are_exact() {
@@ -169,10 +168,8 @@ install_and_pkg_config() {
 run_check install-pkg-config-uninstall install_and_pkg_config
 
 # --- valgrind ------------------------------------------------------------------
-VG="valgrind -q --error-exitcode=99 --leak-check=full --show-leak-kinds=definite,indirect,possible --errors-for-leak-kinds=definite,indirect,possible"
 run_tap valgrind-test_api $VG "$BT/test_api"
 run_tap valgrind-test_fault env LD_PRELOAD="$PWD/$BT/faultinject.so" $VG "$BT/test_fault"
-run_tap valgrind-test_status $VG "$BT/test_status"
 run_tap valgrind-dlopen $VG "$BT/dlopen" "$PWD/build/lib/libheartbeat.so.$MAJOR" "$VERSION"
 
 # --- Rust hygiene ------------------------------------------------------------
@@ -183,7 +180,7 @@ run_check cargo-clippy cargo clippy --release --workspace --all-targets -- -D wa
 codes_all_tested() {
     local c rc=0
     for c in $(grep -oE '^#define HEARTBEAT_(OK|ERR_[A-Z_]+) ' include/heartbeat.h | awk '{print $2}'); do
-        grep -q "\b$c\b" c-tests/test_api.c || { echo "$c is not in test_strerror_every_code"; rc=1; }
+        grep -q "\b$c\b" c-tests/core/test_api.c || { echo "$c is not in test_strerror_every_code"; rc=1; }
     done
     return $rc
 }
@@ -192,9 +189,9 @@ run_check strerror-test-covers-every-code codes_all_tested
 # Every C test program is run by some suite.
 all_tests_run() {
     local f n rc=0
-    for f in c-tests/test_*.c; do
+    for f in c-tests/*/test_*.c; do
         n=$(basename "$f" .c)
-        grep -q "\$BT/$n\b" c-tests/run-*.sh || { echo "$n is built but never run"; rc=1; }
+        grep -q "\$BT/$n\b" c-tests/*/suite.sh || { echo "$n is built but never run"; rc=1; }
     done
     return $rc
 }

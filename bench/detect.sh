@@ -1,8 +1,8 @@
 # bench-detect.sh: time to detect a dead peer (issue 3), sourced by
-# c-tests/bench.sh (uses BT). Figures only, no pass/fail.
+# bench/bench.sh (uses BT). Figures only, no pass/fail.
 #
 # For each (idle, intvl, cnt) setting, one pair of network namespaces
-# (c-tests/netns.sh) with NET_DETECT_CONNS idle connections configured with
+# (c-tests/lib/netns.sh) with NET_DETECT_CONNS idle connections configured with
 # heartbeat(fd, idle, intvl, cnt); the path is cut with a blackhole route on
 # the peer right after the last data is received; the time from that last
 # received segment to the error (ETIMEDOUT) is compared with
@@ -16,8 +16,8 @@
 # 256 ms late. With idle = 3 s and a 4 s deadline that alone is up to +6.4 %
 # (measured 1.03-1.05 for 3/1/1); with longer deadlines it fades.
 
-# shellcheck source=c-tests/netns.sh
-. c-tests/netns.sh
+# shellcheck source=c-tests/lib/netns.sh
+. c-tests/lib/netns.sh
 
 NET_DETECT_SETTINGS="1/1/3 2/1/2 1/2/2 5/1/3 10/2/2"
 NET_DETECT_ROUNDS=${NET_DETECT_ROUNDS:-3}

@@ -1,5 +1,5 @@
 /* Kernel refusals, simulated with the LD_PRELOAD fault injector
- * (c-tests/faultinject.c): for every option, the code returned, the errno
+ * (c-tests/core/faultinject.c): for every option, the code returned, the errno
  * preserved (the injector clobbers errno after every successful call), and
  * what is left on the socket. Run as:
  *   LD_PRELOAD=build/c-tests/faultinject.so build/c-tests/test_fault */

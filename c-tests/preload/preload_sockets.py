@@ -1,5 +1,5 @@
 """A plain Python socket program (it knows nothing of libheartbeat) run by
-c-tests/run-preload.sh under an unmodified python3, with or without
+c-tests/preload/suite.sh under an unmodified python3, with or without
 LD_PRELOAD=libheartbeat_preload.so.
 
     python3 preload_sockets.py KA IDLE INTVL CNT UT

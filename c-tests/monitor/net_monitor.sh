@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Network-namespace test of the heartbeat monitor: a client in one namespace
-# and an echo server in another, joined by a veth pair (c-tests/netns.sh).
+# and an echo server in another, joined by a veth pair (c-tests/lib/netns.sh).
 # The peer's link is cut; the monitor must report the death within its
 # window while TCP keepalive (idle 60 s) has not noticed.
 # Prints ok/not ok lines; every namespace is deleted on exit (netns.sh traps).
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 BT=${BT:-build/c-tests}
-# shellcheck source=c-tests/netns.sh
-. c-tests/netns.sh
+# shellcheck source=c-tests/lib/netns.sh
+. c-tests/lib/netns.sh
 if ! netns_check; then
     echo "SKIP - net_monitor: $NETNS_WHY"
     exit 0

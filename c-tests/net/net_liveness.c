@@ -1,7 +1,7 @@
 /* Network liveness tests of libheartbeat, on a real cut link.
  *
- * Run inside the "user" namespace of a pair made by c-tests/netns.sh (see
- * c-tests/run-net.sh):
+ * Run inside the "user" namespace of a pair made by c-tests/lib/netns.sh (see
+ * c-tests/net/suite.sh):
  *
  *   ip netns exec USER_NS net_liveness CASE [args]
  *

@@ -5,7 +5,7 @@
  * monitor, free while deadlines are due (and from a callback), every function
  * from many threads, no callback delivered twice.
  *
- * HB_TEST_SLOW=1 (set by c-tests/run-monitor.sh under valgrind) scales the
+ * HB_TEST_SLOW=1 (set by c-tests/monitor/suite.sh under valgrind) scales the
  * loads down and widens the timing windows: valgrind serialises threads and
  * runs code ~50x slower, so only the logic, not the timing, is checked
  * there. */

@@ -2,14 +2,14 @@
 # (uses its run_tap, BT, LOG, SKIPPED, FAIL).
 #
 # Every case runs build/c-tests/net_liveness in the "user" namespace of its
-# own pair of namespaces (c-tests/netns.sh), all cases in parallel; each
+# own pair of namespaces (c-tests/lib/netns.sh), all cases in parallel; each
 # program bounds its own waits, and `timeout` bounds each program. The
 # namespaces are deleted at the end, and by netns.sh's traps on EXIT, INT and
 # TERM. Without the privileges to create namespaces the suite prints one
 # SKIP line, or fails when HEARTBEAT_REQUIRE_NETNS=1.
 
-# shellcheck source=c-tests/netns.sh
-. c-tests/netns.sh
+# shellcheck source=c-tests/lib/netns.sh
+. c-tests/lib/netns.sh
 
 # name  case  family  cut mode     (what it proves)
 NET_CASES="
@@ -27,18 +27,17 @@ listener4    listener  4 down-user
 net_replay() { cat "$1"; return "$(cat "$2" 2>/dev/null || echo 1)"; }
 
 net_suite() {
-    echo "== net (network namespaces, cases in parallel)"
     if ! netns_check; then
         if [ "${HEARTBEAT_REQUIRE_NETNS:-0}" = 1 ]; then
-            echo "not ok - net: cannot create network namespaces (HEARTBEAT_REQUIRE_NETNS=1): $NETNS_WHY"
+            printf '%-5s %-44s    0 ok, 1 not ok\n      cannot create network namespaces (HEARTBEAT_REQUIRE_NETNS=1): %s\n' FAIL net "$NETNS_WHY"
             FAIL=$((FAIL + 1))
         else
-            echo "SKIP - network namespace tests: $NETNS_WHY"
+            printf '%-5s %-44s    0 ok, 1 skipped\n      SKIP - network namespace tests: %s\n' skip net "$NETNS_WHY"
             SKIPPED=$((SKIPPED + 1))
         fi
         return 0
     fi
-    local name c fam mode pids=() names=() t0=$SECONDS i
+    local name c fam mode pids=() names=() i
     while read -r name c fam mode; do
         [ -n "$name" ] || continue
         local raw="$LOG/net-$name.raw"
@@ -67,10 +66,9 @@ net_suite() {
     done
     for name in "${names[@]}"; do
         run_tap "net-$name" net_replay "$LOG/net-$name.raw" "$LOG/net-$name.raw.rc"
-        grep -E '^# (measured|accepted)' "$LOG/net-$name.raw" | sed 's/^# /   /'
         netns_delete "net$name"
     done
-    echo "   network suite: $((SECONDS - t0)) s wall time"
+    # The measured figures are in build/test-logs/net-*.log ("# measured").
 }
 
 net_suite

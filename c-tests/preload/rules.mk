@@ -1,4 +1,4 @@
-# libheartbeat_preload.so (issue 5): staging, install, test programs.
+# libheartbeat_preload.so: staging, install, test programs.
 #
 # The library is built by `cargo build --workspace` (crate preload/); it is
 # staged into build/lib by `make lib` through the extra prerequisite below
@@ -8,8 +8,8 @@ PRELOAD_SO := libheartbeat_preload.so
 
 .PHONY: preload-stage
 preload-stage: cargo-build
-	@mkdir -p $(BLIB)
-	cp -f $(RUSTOUT)/$(PRELOAD_SO) $(BLIB)/$(PRELOAD_SO)
+	$(Q)mkdir -p $(BLIB)
+	$(Q)cp -f $(RUSTOUT)/$(PRELOAD_SO) $(BLIB)/$(PRELOAD_SO)
 lib: preload-stage
 
 # One recipe line each (a newline, not a space, separates them from what
@@ -24,19 +24,22 @@ rm -f $(DESTDIR)$(LIBDIR)/$(PRELOAD_SO)
 endef
 
 # Plain programs: they never include heartbeat.h and never link the library.
-$(BT)/preload_client: c-tests/preload_client.c | lib
-	@mkdir -p $(BT)
-	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $<
+$(BT)/preload_client: preload_client.c | lib
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(BT)
+	$(Q)$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $<
 
 # The same program linked statically: out of reach of any LD_PRELOAD
 # library (the test shows it is simply unaffected).
-$(BT)/preload_client_static: c-tests/preload_client.c | lib
-	@mkdir -p $(BT)
-	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -static -o $@ $< || \
+$(BT)/preload_client_static: preload_client.c | lib
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(BT)
+	$(Q)$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -static -o $@ $< || \
 	    { echo 'no static libc: the static case will be skipped'; rm -f $@; }
 
-$(BT)/preload_fault.so: c-tests/preload_fault.c | lib
-	@mkdir -p $(BT)
-	$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -shared -fPIC -o $@ $< -ldl
+$(BT)/preload_fault.so: preload_fault.c | lib
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(BT)
+	$(Q)$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -shared -fPIC -o $@ $< -ldl
 
 TEST_BINS += $(BT)/preload_client $(BT)/preload_client_static $(BT)/preload_fault.so

@@ -10,7 +10,7 @@ run_tap monitor "$BT/test_monitor"
 # keeps the monitor thread from starving under valgrind's scheduler. DRD is
 # used rather than helgrind: helgrind 3.19 crashes in this program (a jump to
 # address 0 inside clock_gettime on the monitor thread) and misreports
-# glibc's pthread_cond_timedwait. c-tests/monitor.supp (justified there)
+# glibc's pthread_cond_timedwait. c-tests/monitor/monitor.supp (justified there)
 # silences only the deliberately lock-free atomics of alive()/last_heard().
 if command -v valgrind >/dev/null 2>&1; then
     monitor_memcheck() {
@@ -19,17 +19,17 @@ if command -v valgrind >/dev/null 2>&1; then
     }
     monitor_drd() {
         HB_TEST_SLOW=1 valgrind -q --tool=drd --error-exitcode=99 --fair-sched=yes \
-            --suppressions=c-tests/monitor.supp "$BT/test_monitor"
+            --suppressions=c-tests/monitor/monitor.supp "$BT/test_monitor"
     }
     run_check monitor-valgrind-memcheck monitor_memcheck
     run_check monitor-valgrind-drd monitor_drd
 else
-    echo "SKIP - monitor valgrind: valgrind is not installed"
+    printf '%-5s %-44s    0 ok, 1 skipped\n' skip monitor-valgrind
     SKIPPED=$((SKIPPED + 1))
 fi
 
 # Cut link in network namespaces (root only; skips otherwise).
-run_tap monitor-netns bash c-tests/net_monitor.sh
+run_tap monitor-netns bash c-tests/monitor/net_monitor.sh
 
 # The example: a server and a client exchanging pings and pongs for a moment.
 monitor_example() {

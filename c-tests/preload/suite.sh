@@ -2,7 +2,7 @@
 # run_tap, run_check, BT, LOG.
 #
 # Every program here is unmodified: python3 running a plain socket script,
-# and c-tests/preload_client.c, which never includes heartbeat.h. Each is
+# and c-tests/preload/preload_client.c, which never includes heartbeat.h. Each is
 # run with and without the library and the two runs are compared.
 
 PRELOAD="$PWD/build/lib/libheartbeat_preload.so"
@@ -43,14 +43,14 @@ run_check preload-main-library-interposes-no-libc-symbol preload_main_lib_interp
 
 # --- python3 ---------------------------------------------------------------
 run_tap preload-python-configured env LD_PRELOAD="$PRELOAD" "${PRELOAD_SET[@]}" \
-    "$PRELOAD_PY" c-tests/preload_sockets.py 1 7 3 4 19000
+    "$PRELOAD_PY" c-tests/preload/preload_sockets.py 1 7 3 4 19000
 # Explicit user timeout, and only some variables set (the rest: kernel's).
 preload_kernel() { cat "/proc/sys/net/ipv4/tcp_keepalive_$1"; }
 run_tap preload-python-partial-settings env LD_PRELOAD="$PRELOAD" HEARTBEAT_IDLE=11 \
-    HEARTBEAT_USER_TIMEOUT=1234 "$PRELOAD_PY" c-tests/preload_sockets.py \
+    HEARTBEAT_USER_TIMEOUT=1234 "$PRELOAD_PY" c-tests/preload/preload_sockets.py \
     1 11 "$(preload_kernel intvl)" "$(preload_kernel probes)" 1234
 # Control: the same script without the library sees the kernel's defaults.
-run_tap preload-python-control "$PRELOAD_PY" c-tests/preload_sockets.py \
+run_tap preload-python-control "$PRELOAD_PY" c-tests/preload/preload_sockets.py \
     0 "$(preload_kernel time)" "$(preload_kernel intvl)" "$(preload_kernel probes)" 0
 
 # --- the C program ---------------------------------------------------------
@@ -199,10 +199,10 @@ preload_static() {
 if [ -x "$BT/preload_client_static" ]; then
     run_check preload-static-binary-unaffected preload_static
 else
-    echo "SKIP - preload-static-binary-unaffected: no static libc to build it"
+    printf '%-5s %-44s    0 ok, 1 skipped (no static libc to build it)\n' skip preload-static-binary-unaffected
     SKIPPED=$((SKIPPED + 1))
 fi
 
 # The network-namespace test: an unmodified, preloaded python3 client
 # detects a cut path at the configured deadline.
-run_tap preload-netns-detection bash c-tests/net_preload.sh
+run_tap preload-netns-detection bash c-tests/preload/net_preload.sh

@@ -1,4 +1,4 @@
-"""Plain Python TCP peer and client for c-tests/net_preload.sh (nothing of
+"""Plain Python TCP peer and client for c-tests/preload/net_preload.sh (nothing of
 libheartbeat in here: the client is run by an unmodified python3 under
 LD_PRELOAD=libheartbeat_preload.so, or without it as a control).
 

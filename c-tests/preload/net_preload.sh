@@ -5,10 +5,10 @@
 # recv() on an idle connection, gets ETIMEDOUT about 4 s after the last data
 # once the peer's path is cut (blackhole route on the peer). Control: the same
 # client without the library is still blocked after 7 s.
-# Prints ok/not ok lines; run by c-tests/run-preload.sh.
+# Prints ok/not ok lines; run by c-tests/preload/suite.sh.
 set -u
-cd "$(dirname "$0")/.."
-. c-tests/netns.sh
+cd "$(dirname "$0")/../.."
+. c-tests/lib/netns.sh
 
 PY=$(python3 -c 'import sys; print(sys.executable)')
 PRELOAD="$PWD/build/lib/libheartbeat_preload.so"
@@ -26,7 +26,7 @@ fi
 one_run() {
     local c=$1 pre=$2 bound=$3 port=40123
     netns_create "$c" || { echo "cannot create namespaces"; return 1; }
-    netns_spawn "$c" peer "$PY" c-tests/preload_netclient.py server "$NETNS_PEER_IP4" "$port" "$TMP/$c.ready"
+    netns_spawn "$c" peer "$PY" c-tests/preload/preload_netclient.py server "$NETNS_PEER_IP4" "$port" "$TMP/$c.ready"
     local i
     for i in $(seq 50); do [ -e "$TMP/$c.ready" ] && break; sleep 0.1; done
     [ -e "$TMP/$c.ready" ] || { echo "server did not start"; return 1; }
@@ -35,10 +35,10 @@ one_run() {
     if [ "$pre" = yes ]; then
         netns_exec "$c" user env LD_PRELOAD="$PRELOAD" HEARTBEAT_IDLE=1 HEARTBEAT_INTVL=1 \
             HEARTBEAT_CNT=3 HEARTBEAT_DEBUG=1 \
-            "$PY" c-tests/preload_netclient.py client "$NETNS_PEER_IP4" "$port" "$bound" "$cut"
+            "$PY" c-tests/preload/preload_netclient.py client "$NETNS_PEER_IP4" "$port" "$bound" "$cut"
     else
         netns_exec "$c" user \
-            "$PY" c-tests/preload_netclient.py client "$NETNS_PEER_IP4" "$port" "$bound" "$cut"
+            "$PY" c-tests/preload/preload_netclient.py client "$NETNS_PEER_IP4" "$port" "$bound" "$cut"
     fi
 }
 

@@ -1,4 +1,4 @@
-/* The exact cost of each call: run under strace by c-tests/run-core.sh,
+/* The exact cost of each call: run under strace by c-tests/core/suite.sh,
  * which counts the system calls between the markers (close() of a negative
  * fd, which the kernel rejects at once). This program itself checks that
  * no call allocates heap memory, by interposing malloc and friends. */

@@ -1,0 +1,2 @@
+# Keepalive configuration cost, sourced by bench/bench.sh.
+"$BT/bench_keepalive"
