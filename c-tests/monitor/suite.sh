@@ -33,10 +33,13 @@ run_tap monitor-netns bash c-tests/monitor/net_monitor.sh
 
 # The example: a server and a client exchanging pings and pongs for a moment.
 monitor_example() {
-    "$BT/monitor_server" 127.0.0.1 7412 3 &
+    # A port that is free now (several checkouts may run make test at once).
+    local port
+    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    "$BT/monitor_server" 127.0.0.1 "$port" 3 &
     local srv=$!
     sleep 0.3
-    "$BT/monitor_client" 127.0.0.1 7412 2
+    "$BT/monitor_client" 127.0.0.1 "$port" 2
     local rc=$?
     wait "$srv" || rc=1
     return $rc
