@@ -3,6 +3,7 @@
 #   make                  build build/lib/libheartbeat.{so,a} and the header
 #   make demo             build, then show a dead peer being detected
 #   make test             every test; ends with "N passed, N failed"
+#   make check-deep       sanitizers, model checking, fuzzing (CI runs them too)
 #   make bench            benchmarks (figures and ratios, no pass/fail)
 #   make install          PREFIX=/usr/local, DESTDIR= for staging
 #   make uninstall        remove exactly what install added
@@ -58,7 +59,7 @@ TEST_HDRS := $(wildcard c-tests/lib/*.h) include/heartbeat.h
 TEST_CFLAGS := $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -Iinclude -Ic-tests/lib -pthread
 TEST_LDFLAGS := -L$(BLIB) -Wl,-rpath,$(abspath $(BLIB))
 
-.PHONY: all lib demo examples test bench install uninstall clean cargo-build
+.PHONY: all lib demo examples test check-deep bench install uninstall clean cargo-build
 all: lib
 
 # cargo decides what to rebuild; the staging below is cheap.
@@ -93,6 +94,9 @@ examples: lib $(EXAMPLE_BINS)
 
 test: lib $(TEST_BINS) $(BT)/demo
 	$(Q)VERSION=$(VERSION) MAJOR=$(MAJOR) bash c-tests/run.sh
+
+check-deep: lib $(TEST_BINS)
+	$(Q)VERSION=$(VERSION) MAJOR=$(MAJOR) bash c-tests/run.sh --deep-only
 
 bench: lib $(BENCH_BINS)
 	$(Q)bash bench/bench.sh

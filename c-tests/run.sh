@@ -8,6 +8,11 @@
 #                          "not ok - what", "SKIP - why"); each counts once.
 #   run_check NAME CMD...  one step judged by its exit status.
 #
+# Deep checks (sanitizers, model checking, fuzzing, allocation-failure
+# sweeps: slower, and needing the nightly toolchain) live in
+# c-tests/<subject>/deep.sh. They run after the suites when HEARTBEAT_DEEP=1
+# (CI sets it), and alone with `make check-deep` (run.sh --deep-only).
+#
 # Every step prints one line (its result and counts); a failing step adds
 # its failures and the tail of its log. Full output of every step is in
 # build/test-logs/NAME.log. A step that exits non-zero without a "not ok"
@@ -97,9 +102,20 @@ run_cargo() {
     return 0
 }
 
-for suite in c-tests/core/suite.sh c-tests/*/suite.sh; do
-    case "$suite" in c-tests/core/suite.sh) [ -n "${CORE_DONE:-}" ] && continue; CORE_DONE=1 ;; esac
-    [ -f "$suite" ] || continue
+SUITES=(c-tests/core/suite.sh)
+for suite in c-tests/*/suite.sh; do
+    [ "$suite" = c-tests/core/suite.sh ] || SUITES+=("$suite")
+done
+if [ "${1:-}" = --deep-only ]; then
+    SUITES=()
+    HEARTBEAT_DEEP=1
+fi
+if [ "${HEARTBEAT_DEEP:-0}" = 1 ]; then
+    for suite in c-tests/*/deep.sh; do
+        [ -f "$suite" ] && SUITES+=("$suite")
+    done
+fi
+for suite in "${SUITES[@]}"; do
     echo "== ${suite#c-tests/}"
     # shellcheck disable=SC1090
     . "$suite"
