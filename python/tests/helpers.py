@@ -61,7 +61,7 @@ def strerror(code: int) -> str:
     lib.heartbeat_strerror.restype = ctypes.c_char_p
     lib.heartbeat_strerror.argtypes = [ctypes.c_int]
     raw = lib.heartbeat_strerror(code)
-    assert raw is not None
+    assert isinstance(raw, bytes)
     return raw.decode()
 
 

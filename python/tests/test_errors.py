@@ -64,7 +64,7 @@ def test_configure_out_of_range(configured: socket.socket, args: tuple[int, int,
     ],
 )
 def test_apply_bad_field(configured: socket.socket, fields: dict[str, Any], code: hb.Code) -> None:
-    base = dict(idle=1, intvl=1, cnt=1, user_timeout_ms=0, enabled=True)
+    base: dict[str, Any] = dict(idle=1, intvl=1, cnt=1, user_timeout_ms=0, enabled=True)
     base.update(fields)
     with pytest.raises(hb.HeartbeatError) as e:
         hb.apply(configured, hb.Config(**base))

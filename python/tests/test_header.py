@@ -204,10 +204,19 @@ def test_every_function_is_bound_with_the_headers_types() -> None:
             restype is not None and ctype_of(ret) is not None and restype == ctype_of(ret)
         ), f"{name}: result {ret}"
         assert [ctype_of(a) for a in args] == argtypes, f"{name}: arguments {args}"
-    # The bound library uses exactly these prototypes.
+    # The bound library uses exactly these prototypes (the few bound without
+    # argtypes for speed: the result type).
+    assert _abi.UNCHECKED <= set(_abi.FUNCTIONS)
     for name, (restype, argtypes) in _abi.FUNCTIONS.items():
         fn = getattr(hb._lib.LIB, name)
-        assert fn.restype is restype and list(fn.argtypes) == argtypes, name
+        assert fn.restype is restype, name
+        if name in _abi.UNCHECKED:
+            assert fn.argtypes is None, name
+        else:
+            assert list(fn.argtypes) == argtypes, name
+        # Every call that may wait releases the GIL (see monitor.py).
+        keeps_gil = bool(fn._flags_ & ctypes._FUNCFLAG_PYTHONAPI)  # type: ignore[attr-defined]
+        assert keeps_gil == (name in _abi.KEEPS_GIL), name
     # The callback types.
     assert set(typedefs) == {"heartbeat_ping_fn", "heartbeat_dead_fn"}
     for name, cfunc in (("heartbeat_ping_fn", _abi.PING_FN), ("heartbeat_dead_fn", _abi.DEAD_FN)):

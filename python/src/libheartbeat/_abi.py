@@ -162,6 +162,19 @@ FUNCTIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "heartbeat_monitor_free": (None, [_VP]),
 }
 OPTIONAL: FrozenSet[str] = frozenset()
+#: Functions bound without ctypes argtypes, for speed: argtypes convert each
+#: argument through a from_param() call (measured here: about 150 ns per
+#: argument, more than the C function itself for heartbeat_monitor_alive).
+#: Their wrappers pass only what ctypes converts exactly by itself: ints
+#: already brought into the C int range (_errors.fd_of, _errors.c_int), a
+#: ctypes.c_void_p or None for the monitor, and byref() of the right struct.
+UNCHECKED: FrozenSet[str] = frozenset({"heartbeat", "heartbeat_status", "heartbeat_monitor_alive"})
+#: Functions called without releasing the GIL (through a ctypes.PyDLL view
+#: of the same library): each is lock-free and makes no system call, so
+#: holding the GIL for its ~30 ns is cheaper than dropping and retaking it.
+#: Every other function releases the GIL (ctypes.CDLL), which those that
+#: wait for the monitor thread (unwatch, free) need: see monitor.py.
+KEEPS_GIL: FrozenSet[str] = frozenset({"heartbeat_monitor_alive"})
 
 
 # --- finding the library ---------------------------------------------------
@@ -223,11 +236,14 @@ def _open(name: str) -> ctypes.CDLL:
     missing = [f for f in FUNCTIONS if f not in OPTIONAL and not hasattr(lib, f)]
     if missing:
         raise _Refused(f"version {version} lacks {', '.join(missing)} (too old?)")
+    gil_view = ctypes.PyDLL(name, handle=lib._handle, use_errno=True)
     for fname, (restype, argtypes) in FUNCTIONS.items():
         if hasattr(lib, fname):
-            fn = getattr(lib, fname)
+            fn = getattr(gil_view if fname in KEEPS_GIL else lib, fname)
+            setattr(lib, fname, fn)
             fn.restype = restype
-            fn.argtypes = argtypes
+            if fname not in UNCHECKED:
+                fn.argtypes = argtypes
     return lib
 
 

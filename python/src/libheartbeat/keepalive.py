@@ -91,7 +91,25 @@ def configure(sock: FdLike, idle: int, intvl: int, cnt: int) -> None:
     ENOTSOCK, ENOPROTOOPT or EOPNOTSUPP). Four setsockopt() calls; use
     :func:`apply` for all or nothing under a policy that refuses options.
     """
-    rc = _heartbeat(fd_of(sock), c_int(idle), c_int(intvl), c_int(cnt))
+    # Fast path, inline (this is called per connection): an int or a
+    # socket's fileno(), and int arguments, all in the C int range. Anything
+    # else goes through the general conversions (TypeError, saturation).
+    if type(sock) is int:
+        fd = sock
+    else:
+        try:
+            fd = sock.fileno()  # type: ignore[union-attr]
+        except AttributeError:
+            fd = fd_of(sock)
+    if not (
+        type(idle) is type(intvl) is type(cnt) is type(fd) is int
+        and -2147483648 <= idle <= 2147483647
+        and -2147483648 <= intvl <= 2147483647
+        and -2147483648 <= cnt <= 2147483647
+        and -2147483648 <= fd <= 2147483647
+    ):
+        fd, idle, intvl, cnt = fd_of(fd), c_int(idle), c_int(intvl), c_int(cnt)
+    rc = _heartbeat(fd, idle, intvl, cnt)
     if rc:
         raise error(rc, "heartbeat")
 

@@ -5,10 +5,12 @@ How Python and the monitor's C thread meet
 
 - Callbacks (``ping`` when it is a callable, ``on_dead``) run on the
   monitor's C thread; ctypes takes the GIL for them. Every C call of this
-  module releases the GIL while it runs (the library is loaded with
-  ``ctypes.CDLL``, not ``PyDLL``), so :meth:`Monitor.close` and
+  module that can wait releases the GIL while it runs (the library is
+  loaded with ``ctypes.CDLL``, not ``PyDLL``), so :meth:`Monitor.close` and
   :meth:`Monitor.unwatch`, which wait for a callback in progress, let that
-  callback take the GIL and finish: no deadlock.
+  callback take the GIL and finish: no deadlock. Only ``alive()``, which is
+  lock-free and makes no system call, keeps the GIL (see
+  ``_abi.KEEPS_GIL``).
 - No Python exception crosses into C. Each callback is wrapped: an exception
   is handed to ``on_error(exc)`` if given, otherwise logged (with its
   traceback) on the ``"libheartbeat"`` logger at ERROR level, and the
@@ -37,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from . import _lib
 from ._constants import Code, DeadReason
-from ._errors import INT_MAX, INT_MIN, UINT_MAX, FdLike, HeartbeatError, c_uint, error, fd_of
+from ._errors import UINT_MAX, FdLike, HeartbeatError, c_uint, error, fd_of
 
 _L = _lib.LIB
 _new = _L.heartbeat_monitor_new
@@ -308,14 +310,14 @@ class Monitor:
         connection is not watched, e.g. already declared dead.
         """
         # The hot path, kept inline: an int or a socket's fileno(), in C range.
-        if sock.__class__ is int:
+        if type(sock) is int:
             fd = sock
         else:
             try:
                 fd = sock.fileno()  # type: ignore[union-attr]
             except AttributeError:
                 fd = fd_of(sock)
-        if not INT_MIN <= fd <= INT_MAX:
+        if not (type(fd) is int and -2147483648 <= fd <= 2147483647):
             fd = fd_of(fd)
         rc = _alive(self._ptr, fd)
         if rc:
