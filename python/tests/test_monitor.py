@@ -420,6 +420,41 @@ def threads_become(n: int) -> bool:
     return heartbeat_threads() == n
 
 
+def test_finalizer_itself_makes_later_calls_refuse(pair: Pair) -> None:
+    # What runs at interpreter exit is the finalizer, not close(): it must
+    # leave the Monitor refusing calls (daemon threads may still call).
+    client, _ = pair
+    mon = hb.Monitor(100, 1000, on_dead=lambda *a: None)
+    mon.watch(client)
+    mon._finalizer()
+    assert mon.closed
+    with pytest.raises(ValueError, match="closed"):
+        mon.alive(client)
+
+
+def test_daemon_thread_calling_during_interpreter_exit() -> None:
+    out = run_scenario(
+        """
+        m = hb.Monitor(5, 60000, ping=b"x", on_dead=lambda *a: None)
+        m.watch(c)
+        refused = []
+        def spin():
+            # alive() keeps the GIL through its C call, so it either runs
+            # before the exit finalizer takes the pointer away, or after it
+            # and is refused: never on a freed monitor.
+            while True:
+                try:
+                    m.alive(c)
+                except ValueError:
+                    refused.append(1)
+        threading.Thread(target=spin, daemon=True).start()
+        time.sleep(0.2)
+        print("exiting")
+        """
+    )
+    assert out.strip() == "exiting"
+
+
 def test_context_manager_stops_the_thread() -> None:
     before = heartbeat_threads()
     with hb.Monitor(100, 1000, on_dead=lambda *a: None):

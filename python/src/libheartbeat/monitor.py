@@ -164,8 +164,13 @@ def _ping_thunk(state: _State) -> Any:
     return _lib.PING_FN(ping)
 
 
-def _release(address: int, state: _State, thunks: Tuple[Any, Any]) -> None:
-    """Free the C monitor, then let go of the callbacks (the finalizer)."""
+def _release(ptr: ctypes.c_void_p, state: _State, thunks: Tuple[Any, Any]) -> None:
+    """The finalizer (close(), garbage collection, interpreter exit): NULL
+    the pointer the Monitor passes to C, so that later calls get
+    ValueError instead of a freed monitor (at exit, daemon threads may
+    still call), free the C monitor, then let go of the callbacks."""
+    address = ptr.value
+    ptr.value = None
     inside = state.callback_thread == _get_ident()
     _free(address)
     if inside:
@@ -208,10 +213,12 @@ class Monitor:
 
     Callbacks run one at a time and may call any method of this monitor,
     :meth:`close` included. Every method is safe from any thread, except
-    that no call may race with :meth:`close` (as in C: the monitor is freed
-    when close() returns). Use it as a context manager, or call
-    :meth:`close`; a monitor left open is closed when garbage collected or
-    at interpreter exit.
+    that calls other than :meth:`alive` must not race with :meth:`close`
+    from another thread (as in C: the monitor is freed meanwhile); after
+    close(), every method raises ValueError. Use it as a context manager,
+    or call :meth:`close`; a monitor left open is closed when garbage
+    collected or at interpreter exit (stop threads that still call it
+    before then; alive() alone is safe at any time).
 
     Errors raise :class:`HeartbeatError`: ``ERR_INTERVAL`` (interval 0 or
     negative), ``ERR_TIMEOUT`` (timeout not longer than the interval),
@@ -235,7 +242,6 @@ class Monitor:
             raise TypeError(f"on_error must be callable, not {type(on_error).__name__}")
         if timeout_ms > UINT_MAX:
             raise OverflowError(f"timeout_ms {timeout_ms} does not fit a C unsigned int")
-        self._ptr: Optional[ctypes.c_void_p] = None
         state = _State(on_dead, ping if callable(ping) else None, on_error)
         opts = _lib.MonitorOptionsStruct()
         # Negative values become 0, which the library refuses with the right
@@ -267,8 +273,9 @@ class Monitor:
         if not address:
             raise error(code.value, "heartbeat_monitor_new")
         self._state = state
+        # Passed to every C call; the finalizer sets it to NULL.
         self._ptr = ctypes.c_void_p(address)
-        self._finalizer = weakref.finalize(self, _release, address, state, (dead_fn, ping_fn))
+        self._finalizer = weakref.finalize(self, _release, self._ptr, state, (dead_fn, ping_fn))
 
     # Thread-free mode (issue 10): fileno(), timeout_ms(), process() and
     # attach(loop) (loop.add_reader(self.fileno(), ...)) belong here once the
@@ -276,7 +283,7 @@ class Monitor:
     # mode is a field of MonitorOptionsStruct, so __init__ gains one keyword.
 
     def _error(self, rc: int, function: str) -> Exception:
-        if self._ptr is None and rc == Code.ERR_INVALID:
+        if self._ptr.value is None and rc == Code.ERR_INVALID:
             return ValueError("operation on a closed libheartbeat.Monitor")
         return error(rc, function)
 
@@ -367,7 +374,7 @@ class Monitor:
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has been called."""
-        return self._ptr is None
+        return self._ptr.value is None
 
     def close(self) -> None:
         """Stop the monitor and free it (``heartbeat_monitor_free()``).
@@ -378,7 +385,6 @@ class Monitor:
         callback returns. Watched connections are left as they are (never
         closed). Idempotent; afterwards every method raises ValueError.
         """
-        self._ptr = None
         self._finalizer()
 
     def __enter__(self) -> Monitor:
@@ -388,6 +394,6 @@ class Monitor:
         self.close()
 
     def __repr__(self) -> str:
-        if self._ptr is None:
+        if self._ptr.value is None:
             return "<libheartbeat.Monitor closed>"
         return f"<libheartbeat.Monitor watching {len(self._state.watched)}>"
