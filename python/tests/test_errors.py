@@ -6,7 +6,7 @@ import errno
 import os
 import pickle
 import socket
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 

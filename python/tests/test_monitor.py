@@ -13,14 +13,13 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Any, Callable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 import pytest
 
 from helpers import REPO, Pair, check, run_python, tcp_pair
 
 import libheartbeat as hb
-from libheartbeat import monitor as monitor_module
 
 C = hb.Code
 # Death must come after timeout_ms and should come about 1 ms later; the
