@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import sysconfig
 import textwrap
 from pathlib import Path
@@ -212,6 +213,7 @@ def test_find_library_failure_is_not_fatal(real_dir: Path) -> None:
 def test_default_dirs() -> None:
     dirs = _lib.default_dirs()
     arch = sysconfig.get_config_var("MULTIARCH")
+    assert dirs[0] == os.path.join(sys.prefix, "lib")
     for d in ("/usr/local/lib", "/usr/lib", "/lib"):
         assert d in dirs
     if arch:

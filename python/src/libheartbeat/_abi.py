@@ -163,7 +163,7 @@ FUNCTIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
 }
 OPTIONAL: FrozenSet[str] = frozenset()
 #: Functions bound without ctypes argtypes, for speed: argtypes convert each
-#: argument through a from_param() call (measured here: about 150 ns per
+#: argument through a from_param() call (measured here: 100-170 ns per
 #: argument, more than the C function itself for heartbeat_monitor_alive).
 #: Their wrappers pass only what ctypes converts exactly by itself: ints
 #: already brought into the C int range (_errors.fd_of, _errors.c_int), a
