@@ -174,10 +174,11 @@
  * `heartbeat_within()` flag: keepalive only, no TCP_USER_TIMEOUT. A peer
  * that is alive but has stopped reading (HEARTBEAT_PEER_STALLED) is then
  * never declared dead. The cost: neither is a peer that vanishes while
- * data is unacknowledged or waiting for its window, before the kernel's
- * own limits (retransmissions: about 15 minutes; a window that stays
- * shut: about 4 minutes without an acknowledgement). Idle connections are
- * covered exactly as without the flag.
+ * data is unacknowledged or waiting for its window, until the kernel's own
+ * retransmission limit (net.ipv4.tcp_retries2: about 15 minutes of
+ * retransmissions, or 15 unanswered window probes up to 120 s apart);
+ * `heartbeat_status()` reports HEARTBEAT_PEER_PROBING meanwhile. Idle
+ * connections are covered exactly as without the flag.
  */
 #define HEARTBEAT_WITHIN_KEEP_SLOW_READERS 1
 

@@ -227,6 +227,8 @@ fn read_current(fd: RawFd) -> Result<Current> {
         v: [0; 5],
         has_user_timeout: true,
     };
+    // The expected refusal must not leave its errno behind on success.
+    let caller_errno = sys::errno();
     for (i, opt) in ORDER.iter().enumerate() {
         match get_one(fd, *opt) {
             Ok(v) => cur.v[i] = v,
@@ -234,6 +236,7 @@ fn read_current(fd: RawFd) -> Result<Current> {
                 if sys::getsockopt::<c_int>(fd, sys::SO_PROTOCOL) == Ok(sys::IPPROTO_MPTCP) =>
             {
                 cur.has_user_timeout = false;
+                sys::set_errno(caller_errno);
             }
             Err(e) => return Err(e),
         }
@@ -348,10 +351,11 @@ pub enum SlowReaders {
     /// Keepalive only, no TCP_USER_TIMEOUT (`user_timeout_ms` 0): a peer
     /// that is alive but stops reading is never declared dead, but neither
     /// is a vanished peer while data is unacknowledged or waiting for its
-    /// window, before the kernel's own limits (retransmissions: about 15
-    /// minutes; a window that stays shut: about 4 minutes without an
-    /// acknowledgement). Idle connections are covered as with
-    /// [`SlowReaders::TimeOut`]. The C flag HEARTBEAT_WITHIN_KEEP_SLOW_READERS.
+    /// window, until the kernel's own retransmission limit
+    /// (net.ipv4.tcp_retries2: about 15 minutes of retransmissions, or 15
+    /// unanswered window probes up to 120 s apart). Idle connections are
+    /// covered as with [`SlowReaders::TimeOut`]. The C flag
+    /// HEARTBEAT_WITHIN_KEEP_SLOW_READERS.
     Keep,
 }
 
