@@ -892,6 +892,14 @@ mod tests {
                 "{ms}"
             );
             assert!(d >= prev, "{ms}: deadline decreased");
+            // What docs/keepalive.md says of the margin.
+            let floor = match ms {
+                0..=4999 => 0.5,
+                5000..=9999 => 0.66,
+                10_000..=59_999 => 0.77,
+                _ => 0.86,
+            };
+            assert!(f64::from(d) >= floor * f64::from(ms), "{ms}: deadline {d}");
             prev = d;
             let keep = config_within(ms, SlowReaders::Keep).unwrap();
             assert_eq!(

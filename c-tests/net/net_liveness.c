@@ -874,7 +874,7 @@ static void case_stall(unsigned ms, int cut, const char *name)
     double start = now_ms();
     /* Every 20 ms: both statuses. shut[i]: when the window was first seen
      * shut; dead[i]: when the connection was first seen over. */
-    double shut[2] = {-1, -1}, dead[2] = {-1, -1}, cut_at = -1, last_ack_at = -1;
+    double shut[2] = {-1, -1}, dead[2] = {-1, -1}, cut_at = -1, last_ack_at = -1, probing_at = -1;
     int counts[2][8], bad[2] = {0, 0}, err0 = 0;
     struct heartbeat_status_ex ex[2], last[2];
     memset(counts, 0, sizeof counts);
@@ -899,6 +899,8 @@ static void case_stall(unsigned ms, int cut, const char *name)
                 continue;
             }
             last[i] = ex[i];
+            if (i == 1 && cut_at >= 0 && probing_at < 0 && ex[i].peer == HEARTBEAT_PEER_PROBING)
+                probing_at = t;
             /* Before the cut, a shut window of a live peer is STALLED. */
             if (shut[i] >= 0 && cut_at < 0 && ex[i].peer != HEARTBEAT_PEER_STALLED) {
                 printf("#   fd %d at %.0f ms after the window shut: %s, probes %u, window %u, notsent %u, "
@@ -966,9 +968,10 @@ static void case_stall(unsigned ms, int cut, const char *name)
                "the cut (ms %u)\n",
                name, dead[0] < 0 ? "still open" : "dead", strerror(err0), dead[0] - last_ack_at,
                dead[0] - cut_at, ms);
-        printf("# measured %s: keep slow readers: %s, %s, probes %u, last ack %u ms, %.0f ms after the cut\n",
-               name, dead[1] < 0 ? "still open" : "over", peer_name(last[1].peer), last[1].probes,
-               last[1].last_ack_recv_ms, now_ms() - cut_at);
+        printf("# measured %s: keep slow readers: PROBING from %.0f ms after the cut; %s, %s, probes %u, "
+               "last ack %u ms, %.0f ms after the cut\n",
+               name, probing_at - cut_at, dead[1] < 0 ? "still open" : "over", peer_name(last[1].peer),
+               last[1].probes, last[1].last_ack_recv_ms, now_ms() - cut_at);
         EXPECT(cut_at > 0 && last_ack_at > 0);
         EXPECT(dead[0] >= 0 && err0 == ETIMEDOUT && dead[0] - last_ack_at <= ms);
         EXPECT(bad[0] == 0 && bad[1] == 0); /* STALLED until the cut */

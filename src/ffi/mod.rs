@@ -167,6 +167,12 @@ const LOWEST: c_int = HEARTBEAT_ERR_WITHIN;
 /// panic into HEARTBEAT_ERR_INTERNAL. errno is written last, so nothing the
 /// library did after the failing call can clobber it; on success errno is
 /// left alone.
+///
+/// Always inlined into the exported function, so that the function's own
+/// symbol is the frame tools see (valgrind suppressions name it; without
+/// this, an exported function may tail-call a shared instantiation and
+/// vanish from stack traces).
+#[inline(always)]
 pub(crate) fn guard<F: FnOnce() -> Result<()>>(f: F) -> c_int {
     let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(Error::Internal));
     match r {
