@@ -204,7 +204,12 @@
  * `heartbeat_status()`: connected, but keepalive probes (or zero-window
  * probes) are going out unanswered; `probes` counts them. The peer may be
  * gone: after `cnt` of them the kernel fails the connection with ETIMEDOUT.
- * Any answer from the peer brings the state back to HEARTBEAT_PEER_ALIVE.
+ * Any answer from the peer brings the state back to HEARTBEAT_PEER_ALIVE
+ * (HEARTBEAT_PEER_STALLED if its window is still shut). When data is in
+ * flight while the peer's window is shut, the kernel probes the window by
+ * retransmitting it, which `probes` does not count: the state is then
+ * PROBING once the last acknowledgement (`last_ack_recv_ms` of
+ * `heartbeat_status_ex()`) is older than the probe interval allows.
  */
 #define HEARTBEAT_PEER_PROBING 1
 

@@ -796,6 +796,7 @@ mod tests {
         // a level's start), plus rounding: at HZ=250, 2.016 s (504
         // jiffies, level 2, 64-jiffy buckets) may fire 256 ms late.
         assert!(sys::timer_late_ms(2016) >= 256);
+        assert_eq!(sys::timer_late_ms(2048), 291); // as sys/linux.rs says
         assert!(sys::timer_late_ms(252) >= 32); // level 1 at HZ=250
         assert!(sys::timer_late_ms(630) >= 80); // level 1 at HZ=100
         assert!(sys::timer_late_ms(4032) >= 512); // level 3 at HZ=1000

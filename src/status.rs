@@ -45,7 +45,9 @@ pub enum Peer {
     /// Connected; no keepalive probe is outstanding.
     Alive,
     /// Connected, but keepalive (or zero-window) probes are going out
-    /// unanswered; [`Status::probes`] counts them.
+    /// unanswered; [`Status::probes`] counts them (not the window probes
+    /// that the kernel sends as retransmissions of data in flight: then
+    /// [`Status::last_ack_recv_ms`] says it).
     Probing,
     /// The connection is over without an error pending: the peer closed its
     /// side normally (FIN; unread data stays readable, then `recv()` returns

@@ -207,7 +207,7 @@ pub(crate) const TCP_RTO_MAX_MS: u32 = 120_000;
 /// it fires up to 8/63 of its length late, plus up to two jiffies of
 /// rounding (arming within a tick, msecs_to_jiffies rounding up: 20 ms at
 /// HZ=100), plus 10 ms for the timer softirq itself. At HZ=250 a 2.048 s
-/// timer is measured up to 256 ms late; this bound says 290 ms.
+/// timer is measured up to 256 ms late; this bound says 291 ms.
 pub(crate) const fn timer_late_ms(len_ms: u32) -> u32 {
     let wheel = (len_ms as u64 * 8).div_ceil(63);
     let late = wheel + TIMER_ROUNDING_MS as u64;
