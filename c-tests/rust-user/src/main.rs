@@ -18,7 +18,10 @@ fn main() -> ExitCode {
     let mut stream = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
     let (mut server, _) = listener.accept().expect("accept");
 
-    check(keepalive::enable(&stream, 10, 5, 3).is_ok(), "enable(&stream, 10, 5, 3)");
+    check(
+        keepalive::enable(&stream, 10, 5, 3).is_ok(),
+        "enable(&stream, 10, 5, 3)",
+    );
     let cfg = keepalive::within(&stream, 10_000, SlowReaders::TimeOut);
     check(
         cfg.is_ok_and(|c| keepalive::get(&stream) == Ok(c)),
@@ -34,7 +37,10 @@ fn main() -> ExitCode {
         && server.read_exact(&mut buf).is_ok()
         && server.write_all(&buf).is_ok()
         && stream.read_exact(&mut buf).is_ok();
-    check(echoed && &buf == b"ping", "the socket is still open and usable");
+    check(
+        echoed && &buf == b"ping",
+        "the socket is still open and usable",
+    );
     check(
         keepalive::config_within(1000, SlowReaders::TimeOut) == Err(heartbeat::Error::Within),
         "an impossible deadline is refused",
