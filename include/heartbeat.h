@@ -19,9 +19,9 @@
  * This is also the code for an fd that is not an open TCP socket: every
  * function that takes an fd touches TCP_KEEPIDLE first, so a negative or
  * closed fd fails here with EBADF, a pipe or file with ENOTSOCK, a UDP
- * socket with ENOPROTOOPT (setting) or EOPNOTSUPP (reading), a UNIX socket
- * with EOPNOTSUPP, before anything is changed. (`heartbeat_disable()` is the
- * exception: see there.)
+ * socket with ENOPROTOOPT (setting, and reading over IPv6) or EOPNOTSUPP
+ * (reading over IPv4), a UNIX socket with EOPNOTSUPP, before anything is
+ * changed. (`heartbeat_disable()` is the exception: see there.)
  */
 #define HEARTBEAT_ERR_IDLE -1
 
@@ -45,7 +45,10 @@
 
 /**
  * TCP_USER_TIMEOUT could not be set or read, or `user_timeout_ms` is larger
- * than INT_MAX (errno EINVAL).
+ * than INT_MAX (errno EINVAL). Also `heartbeat_apply()` (and
+ * `heartbeat_within()` without HEARTBEAT_WITHIN_KEEP_SLOW_READERS) of a
+ * non-zero `user_timeout_ms` on an MPTCP socket, which has no user timeout
+ * (errno EOPNOTSUPP; nothing is changed).
  */
 #define HEARTBEAT_ERR_USER_TIMEOUT -5
 
@@ -118,6 +121,26 @@
 #define HEARTBEAT_ERR_THREAD -16
 
 /**
+ * `heartbeat_apply()` (and `heartbeat_within()`): the kernel refused an
+ * option half way and the socket could not be put back exactly as it was,
+ * because a previous value is beyond what setsockopt() accepts (in a
+ * network namespace whose net.ipv4.tcp_keepalive_time is 40000, every new
+ * socket reads idle 40000, and no setsockopt can set that back) or because
+ * a restoring call was refused too. errno is the refused call's (not the
+ * rollback's). Each of the five options holds either its previous or its
+ * new value: read them with `heartbeat_get()`. When the rollback is exact,
+ * the refused option's own code is returned instead.
+ */
+#define HEARTBEAT_ERR_ROLLBACK -17
+
+/**
+ * `heartbeat_within()`, `heartbeat_config_within()`: `ms` is outside
+ * HEARTBEAT_WITHIN_MIN_MS..HEARTBEAT_WITHIN_MAX_MS (errno EINVAL). Nothing
+ * was changed and no system call was made.
+ */
+#define HEARTBEAT_ERR_WITHIN -18
+
+/**
  * Smallest accepted `idle` (seconds).
  */
 #define HEARTBEAT_IDLE_MIN 1
@@ -148,6 +171,30 @@
 #define HEARTBEAT_CNT_MAX 127
 
 /**
+ * `heartbeat_within()` flag: keepalive only, no TCP_USER_TIMEOUT. A peer
+ * that is alive but has stopped reading (HEARTBEAT_PEER_STALLED) is then
+ * never declared dead. The cost: neither is a peer that vanishes while
+ * data is unacknowledged or waiting for its window, until the kernel's own
+ * retransmission limit (net.ipv4.tcp_retries2: about 15 minutes of
+ * retransmissions, or 15 unanswered window probes up to 120 s apart);
+ * `heartbeat_status()` reports HEARTBEAT_PEER_PROBING meanwhile. Idle
+ * connections are covered exactly as without the flag.
+ */
+#define HEARTBEAT_WITHIN_KEEP_SLOW_READERS 1
+
+/**
+ * Smallest `ms` that `heartbeat_within()` accepts: with keepalive's whole
+ * seconds (idle 1, intvl 1, cnt 1, user timeout 2000 ms) and every kernel
+ * timer at its latest, no smaller deadline can be guaranteed.
+ */
+#define HEARTBEAT_WITHIN_MIN_MS 2785
+
+/**
+ * Largest `ms` that `heartbeat_within()` accepts (24 hours).
+ */
+#define HEARTBEAT_WITHIN_MAX_MS 86400000
+
+/**
  * `heartbeat_status()`: connected, and no keepalive probe is outstanding
  * (every probe so far was answered, or none was needed).
  */
@@ -157,7 +204,12 @@
  * `heartbeat_status()`: connected, but keepalive probes (or zero-window
  * probes) are going out unanswered; `probes` counts them. The peer may be
  * gone: after `cnt` of them the kernel fails the connection with ETIMEDOUT.
- * Any answer from the peer brings the state back to HEARTBEAT_PEER_ALIVE.
+ * Any answer from the peer brings the state back to HEARTBEAT_PEER_ALIVE
+ * (HEARTBEAT_PEER_STALLED if its window is still shut). When data is in
+ * flight while the peer's window is shut, the kernel probes the window by
+ * retransmitting it, which `probes` does not count: the state is then
+ * PROBING once the last acknowledgement (`last_ack_recv_ms` of
+ * `heartbeat_status_ex()`) is older than the probe interval allows.
  */
 #define HEARTBEAT_PEER_PROBING 1
 
@@ -191,11 +243,38 @@
 
 /**
  * `heartbeat_status()`: not a connection: a listening socket, a socket
- * that was never connected (or was disconnected), or one whose connect()
- * is still in progress. `probes`, `last_data_recv_ms` and `rtt_us` are
- * meaningless in this state.
+ * that was never connected, or one whose connect() is still in progress.
+ * A socket disconnected with connect(AF_UNSPEC) is in this state from the
+ * first call on: the kernel leaves an ECONNRESET of its own pending on it,
+ * which is not the peer's reset and is not read (nothing is consumed).
+ * `probes`, `last_data_recv_ms` and `rtt_us` are meaningless in this state.
  */
 #define HEARTBEAT_PEER_NOT_CONNECTED 5
+
+/**
+ * `heartbeat_status()`: connected, and the peer is alive but not reading:
+ * its kernel advertises a zero receive window while we have data to send
+ * (`heartbeat_status_ex()` gives `notsent_bytes`, `unacked`, `peer_window`),
+ * and it answers the kernel's window probes: an acknowledgement arrived
+ * within the current probe interval (`last_ack_recv_ms`). Not a dead peer,
+ * and distinct from HEARTBEAT_PEER_PROBING (probes unanswered), which a
+ * peer that vanishes while its window is shut turns into after two
+ * unanswered probes, or when its last acknowledgement is older than the
+ * probe interval allows. Caution: a TCP_USER_TIMEOUT (and therefore
+ * `heartbeat_within()` without HEARTBEAT_WITHIN_KEEP_SLOW_READERS) ends
+ * such a connection with ETIMEDOUT about `user_timeout_ms` after the window
+ * closed, although the peer is alive. Reported on Linux 5.4 or later (older
+ * kernels do not report the peer's window: the state is then
+ * HEARTBEAT_PEER_ALIVE). States may be added in later versions: treat an
+ * unknown value as connected.
+ */
+#define HEARTBEAT_PEER_STALLED 6
+
+/**
+ * `struct heartbeat_status_ex`: `peer_window` when the kernel does not
+ * report the peer's window (Linux before 5.4).
+ */
+#define HEARTBEAT_WINDOW_UNKNOWN 4294967295
 
 /**
  * Reason passed to the dead callback: nothing was heard from the peer for
@@ -276,7 +355,7 @@ struct heartbeat_config {
 struct heartbeat_status {
   /**
    * One of HEARTBEAT_PEER_ALIVE, _PROBING, _CLOSED, _RESET, _TIMED_OUT,
-   * _NOT_CONNECTED.
+   * _NOT_CONNECTED, _STALLED (treat a value added later as connected).
    */
   int peer;
   /**
@@ -313,6 +392,68 @@ struct heartbeat_status {
    * 8 CLOSE_WAIT, 10 LISTEN, ...), for diagnostics.
    */
   int tcp_state;
+};
+
+/**
+ * Everything `heartbeat_status_ex()` reports: the seven fields of
+ * `struct heartbeat_status`, at the same offsets, then what a program
+ * needs to tell a stalled reader from a dead peer. Pass its size to
+ * `heartbeat_status_ex()`: fields may be added at the end in later
+ * versions, and the size says how many the caller knows. A plain value:
+ * the caller owns it.
+ */
+struct heartbeat_status_ex {
+  /**
+   * As in `struct heartbeat_status`.
+   */
+  int peer;
+  /**
+   * As in `struct heartbeat_status`.
+   */
+  int error;
+  /**
+   * As in `struct heartbeat_status`.
+   */
+  unsigned int probes;
+  /**
+   * As in `struct heartbeat_status`.
+   */
+  unsigned int retransmits;
+  /**
+   * As in `struct heartbeat_status`.
+   */
+  unsigned int last_data_recv_ms;
+  /**
+   * As in `struct heartbeat_status`.
+   */
+  unsigned int rtt_us;
+  /**
+   * As in `struct heartbeat_status`.
+   */
+  int tcp_state;
+  /**
+   * Bytes the program wrote that the kernel has not sent yet
+   * (tcpi_notsent_bytes): waiting for the peer's window or congestion
+   * window. Bytes sent but not yet acknowledged are not included
+   * (ioctl(SIOCOUTQ) counts both, at the cost of another system call).
+   */
+  unsigned int notsent_bytes;
+  /**
+   * Segments sent and not yet acknowledged (tcpi_unacked).
+   */
+  unsigned int unacked;
+  /**
+   * The peer's receive window in bytes, after scaling (tcpi_snd_wnd): 0
+   * when the peer's receive buffer is full. HEARTBEAT_WINDOW_UNKNOWN on
+   * a kernel older than 5.4, which does not report it.
+   */
+  unsigned int peer_window;
+  /**
+   * Milliseconds since the last acknowledgement was received from the
+   * peer (tcpi_last_ack_recv): it stays small while a stalled peer
+   * answers the window probes, and grows when the peer is gone.
+   */
+  unsigned int last_ack_recv_ms;
 };
 
 /**
@@ -469,7 +610,14 @@ int heartbeat_disable(int fd);
  * Reads the five keepalive settings of `fd` into `*out` (five getsockopt()
  * calls: TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
  * SO_KEEPALIVE). Values never set on the socket read as the kernel's
- * defaults.
+ * defaults, which may be beyond what `heartbeat_apply()` accepts (a
+ * namespace's net.ipv4.tcp_keepalive_time can be 40000): applying such a
+ * result fails with that field's code and changes nothing.
+ *
+ * An MPTCP socket (IPPROTO_MPTCP) has no TCP_USER_TIMEOUT: the kernel
+ * refuses it with EOPNOTSUPP, the library then reads SO_PROTOCOL (a sixth
+ * call) and reports `user_timeout_ms` 0, the kernel's default behaviour,
+ * which is what such a socket has.
  *
  * `*out` is written only on success. Returns HEARTBEAT_OK;
  * HEARTBEAT_ERR_INVALID if `out` is NULL; otherwise the code of the option
@@ -488,12 +636,74 @@ int heartbeat_get(int fd, struct heartbeat_config *out);
  * new ones set (ten system calls; the reads are what makes all-or-nothing
  * possible). If the kernel refuses any option, the options already changed
  * are set back to their previous values, and the refused option's code is
- * returned with the errno of the refused call. After HEARTBEAT_OK,
- * `heartbeat_get()` returns exactly `*cfg`. `*cfg` is not modified.
- * Thread-safe (but two threads configuring the same fd at once race, as
- * with setsockopt() itself).
+ * returned with the errno of the refused call. If they cannot all be set
+ * back exactly (a previous value beyond setsockopt()'s range, such as idle
+ * 40000 inherited from a namespace's sysctl, or a restoring call refused
+ * too), HEARTBEAT_ERR_ROLLBACK is returned instead, with the refused
+ * call's errno: each option then has its previous or its new value. After
+ * HEARTBEAT_OK, `heartbeat_get()` returns exactly `*cfg`. `*cfg` is not
+ * modified. Thread-safe (but two threads configuring the same fd at once
+ * race, as with setsockopt() itself).
+ *
+ * MPTCP sockets have no TCP_USER_TIMEOUT: with `user_timeout_ms` 0 the
+ * other four options are set, all or nothing (six reads, four writes);
+ * any other value returns HEARTBEAT_ERR_USER_TIMEOUT with errno EOPNOTSUPP
+ * and changes nothing.
  */
 int heartbeat_apply(int fd, const struct heartbeat_config *cfg);
+
+/**
+ * The configuration that `heartbeat_within(fd, ms, flags)` applies, in
+ * `*out`; pure function, no system call. Keepalive (enabled 1, idle,
+ * intvl, cnt) and `user_timeout_ms` = `heartbeat_deadline_ms(idle, intvl,
+ * cnt)` (0 with HEARTBEAT_WITHIN_KEEP_SLOW_READERS), chosen so that a peer
+ * that vanishes is declared dead no later than `ms` after the last segment
+ * received from it (or after the send of the oldest data it left
+ * unacknowledged), and never earlier than `user_timeout_ms` after it. The
+ * deadline is the largest whole number of seconds that meets `ms` with
+ * every kernel timer at its latest; it never decreases when `ms` grows.
+ * Examples: 3000 gives 1/1/1 and 2000 ms, 5000 gives 1/1/3 and 4000 ms,
+ * 10000 gives 5/1/3 and 8000 ms.
+ *
+ * `*out` is written only on success. Returns HEARTBEAT_OK;
+ * HEARTBEAT_ERR_INVALID (errno EINVAL) if `out` is NULL or `flags` has a
+ * bit other than HEARTBEAT_WITHIN_KEEP_SLOW_READERS; HEARTBEAT_ERR_WITHIN
+ * (errno EINVAL) if `ms` is outside
+ * HEARTBEAT_WITHIN_MIN_MS..HEARTBEAT_WITHIN_MAX_MS. Thread-safe.
+ */
+int heartbeat_config_within(unsigned int ms, unsigned int flags, struct heartbeat_config *out);
+
+/**
+ * "Tell me within `ms` milliseconds that the peer is gone": configures
+ * keepalive and TCP_USER_TIMEOUT on `fd`, all or nothing, exactly as
+ * `heartbeat_apply()` of what `heartbeat_config_within(ms, flags, ...)`
+ * returns (five getsockopt() and five setsockopt() calls; on failure the
+ * socket is as before, or HEARTBEAT_ERR_ROLLBACK says it could not be).
+ *
+ * What it guarantees (Linux, measured on a cut link in `make test`): a
+ * peer that vanishes is declared dead (ETIMEDOUT: a blocked recv()
+ * returns -1, poll() reports POLLERR) no later than `ms` after the last
+ * segment received from it when the connection was idle, and no later
+ * than `ms` after the send of the oldest unacknowledged data when data was
+ * in flight (for a peer that vanished right after its last answer, the
+ * same moment). Never earlier than `user_timeout_ms` (see
+ * `heartbeat_config_within()`) after it. The in-flight case assumes steady
+ * round trips of at most 20 ms and the default minimum RTO; longer paths
+ * add about three round trips.
+ *
+ * The price of the user timeout: a peer that is alive but stops reading
+ * while you have data to send (zero window, HEARTBEAT_PEER_STALLED) is
+ * declared dead too, about `user_timeout_ms` after its window closed. With
+ * HEARTBEAT_WITHIN_KEEP_SLOW_READERS it is not (see there for the cost).
+ *
+ * Returns HEARTBEAT_OK; HEARTBEAT_ERR_WITHIN (errno EINVAL) for an `ms`
+ * out of range and HEARTBEAT_ERR_INVALID (errno EINVAL) for an unknown
+ * flag, both before any system call; otherwise as `heartbeat_apply()` (a
+ * non-TCP fd: HEARTBEAT_ERR_IDLE; an MPTCP socket without
+ * HEARTBEAT_WITHIN_KEEP_SLOW_READERS: HEARTBEAT_ERR_USER_TIMEOUT, errno
+ * EOPNOTSUPP, nothing changed). Thread-safe; the fd is borrowed.
+ */
+int heartbeat_within(int fd, unsigned int ms, unsigned int flags);
 
 /**
  * Reads the kernel's keepalive defaults for new sockets into `*out`:
@@ -540,10 +750,11 @@ const char *heartbeat_version(void);
  * `struct heartbeat_status` and HEARTBEAT_PEER_*).
  *
  * System calls: one getsockopt(TCP_INFO); plus one getsockopt(SO_ERROR)
- * only when the socket is closed (TCP state CLOSE), the only state in which
- * a connection's fatal error is pending. No allocation, never blocks.
+ * only when the socket is closed (TCP state CLOSE) after having exchanged
+ * segments, the only state in which a connection's fatal error is pending.
+ * No allocation, never blocks.
  *
- * What is consumed: on a closed socket, the pending error (ETIMEDOUT,
+ * What is consumed: on a closed connection, the pending error (ETIMEDOUT,
  * ECONNRESET, ...). The kernel reports it once, to whichever asks first:
  * SO_ERROR, recv() (MSG_PEEK too: a peek consumes a pending error as well),
  * send() or connect(). This call returns it in `out->error`; after it,
@@ -552,10 +763,11 @@ const char *heartbeat_version(void);
  * HEARTBEAT_PEER_CLOSED with `error` 0. On a live connection nothing at all
  * is consumed: SO_ERROR is not read (doing so would also clear the soft
  * error, such as EHOSTUNREACH, that the kernel keeps to report if it later
- * gives up). Unread data is never touched: after the peer's orderly close
- * (HEARTBEAT_PEER_CLOSED) everything it sent stays readable. To learn
- * whether data is waiting without consuming an error, use poll() or
- * ioctl(FIONREAD), not recv(MSG_PEEK).
+ * gives up). Nor on a socket that never exchanged a segment (fresh, or
+ * disconnected with connect(AF_UNSPEC)). Unread data is never touched:
+ * after the peer's orderly close (HEARTBEAT_PEER_CLOSED) everything it
+ * sent stays readable. To learn whether data is waiting without consuming
+ * an error, use poll() or ioctl(FIONREAD), not recv(MSG_PEEK).
  *
  * `*out` is written only on success. Returns HEARTBEAT_OK;
  * HEARTBEAT_ERR_INVALID (errno EINVAL) if `out` is NULL, and then nothing
@@ -565,6 +777,27 @@ const char *heartbeat_version(void);
  * Thread-safe; the fd is borrowed, never closed.
  */
 int heartbeat_status(int fd, struct heartbeat_status *out);
+
+/**
+ * `heartbeat_status()` with the fields a program needs to act on
+ * HEARTBEAT_PEER_STALLED: fills the first `size` bytes of `*out` (see
+ * `struct heartbeat_status_ex`). Same system calls, same cost, same rules
+ * as `heartbeat_status()`; the same states.
+ *
+ * Pass `sizeof *out`. This keeps old programs working when fields are
+ * added: the library writes exactly `size` bytes, never more; a `size`
+ * smaller than the library's struct (a program built against an older
+ * header) gets the fields it knows, and bytes beyond the library's own
+ * struct (a newer header) are set to 0. `struct heartbeat_status` itself
+ * never changes size.
+ *
+ * `*out` is written only on success. Returns HEARTBEAT_OK;
+ * HEARTBEAT_ERR_INVALID (errno EINVAL), with nothing read or consumed, if
+ * `out` is NULL or `size` is smaller than `sizeof(struct
+ * heartbeat_status)`; HEARTBEAT_ERR_TCP_INFO as `heartbeat_status()`.
+ * Thread-safe; the fd is borrowed, never closed.
+ */
+int heartbeat_status_ex(int fd, struct heartbeat_status_ex *out, size_t size);
 
 /**
  * Creates a monitor and starts its thread.

@@ -63,6 +63,15 @@ pub enum Error {
     /// The monitor thread could not be started (errno from pthread_create).
     #[error("{}", msg(MSG_THREAD))]
     Thread(Errno),
+    /// `apply` was refused half way and the socket could not be put back
+    /// exactly (a previous value beyond setsockopt's range, or a refused
+    /// restoring call); the errno is the refused call's. Each option holds
+    /// its old or its new value.
+    #[error("{}", msg(MSG_ROLLBACK))]
+    Rollback(Errno),
+    /// `within`: the deadline is out of range (errno EINVAL).
+    #[error("{}", msg(MSG_WITHIN))]
+    Within,
 }
 
 /// The result type of the safe core.
@@ -94,6 +103,8 @@ pub(crate) const MSG_TIMEOUT: &str =
 pub(crate) const MSG_DEAD_CALLBACK: &str = "monitor options: dead_cb must not be NULL\0";
 pub(crate) const MSG_PING: &str = "monitor options: ping_data/ping_len/ping_cb are inconsistent (NULL data with a length, a length above HEARTBEAT_PING_MAX, or both bytes and a callback)\0";
 pub(crate) const MSG_THREAD: &str = "the monitor thread could not be started\0";
+pub(crate) const MSG_ROLLBACK: &str = "an option was refused and the socket could not be put back exactly: each option has its old or its new value (read them with heartbeat_get)\0";
+pub(crate) const MSG_WITHIN: &str = "heartbeat_within: ms is out of range (HEARTBEAT_WITHIN_MIN_MS..HEARTBEAT_WITHIN_MAX_MS); nothing was changed\0";
 pub(crate) const MSG_UNKNOWN: &str = "unknown libheartbeat error code\0";
 
 /// The text of a message without its terminating NUL.
@@ -117,13 +128,15 @@ impl Error {
             | Error::KeepAlive(e)
             | Error::UserTimeout(e)
             | Error::TcpInfo(e)
-            | Error::Thread(e) => e,
+            | Error::Thread(e)
+            | Error::Rollback(e) => e,
             Error::Invalid => libc::EINVAL,
             Error::Internal => libc::EIO,
             Error::AlreadyWatched => libc::EEXIST,
             Error::NotWatched => libc::ENOENT,
             Error::NoMem => libc::ENOMEM,
             Error::Interval | Error::Timeout | Error::DeadCallback | Error::Ping => libc::EINVAL,
+            Error::Within => libc::EINVAL,
         }
     }
 }
@@ -151,6 +164,8 @@ mod tests {
             MSG_USER_TIMEOUT,
             MSG_INVALID,
             MSG_INTERNAL,
+            MSG_ROLLBACK,
+            MSG_WITHIN,
             MSG_UNKNOWN,
         ] {
             assert!(m.ends_with('\0'), "{m:?}");

@@ -37,7 +37,8 @@ static int test_strerror_every_code(void)
                          HEARTBEAT_ERR_INVALID,  HEARTBEAT_ERR_INTERNAL,     HEARTBEAT_ERR_TCP_INFO,
                          HEARTBEAT_ERR_ALREADY_WATCHED, HEARTBEAT_ERR_NOT_WATCHED, HEARTBEAT_ERR_NOMEM,
                          HEARTBEAT_ERR_INTERVAL, HEARTBEAT_ERR_TIMEOUT, HEARTBEAT_ERR_DEAD_CALLBACK,
-                         HEARTBEAT_ERR_PING, HEARTBEAT_ERR_THREAD};
+                         HEARTBEAT_ERR_PING, HEARTBEAT_ERR_THREAD, HEARTBEAT_ERR_ROLLBACK,
+                         HEARTBEAT_ERR_WITHIN};
     const size_t n = sizeof codes / sizeof codes[0];
     const char *unknown = heartbeat_strerror(INT_MIN);
     CHECK(unknown != NULL && unknown[0] != '\0');
@@ -48,6 +49,9 @@ static int test_strerror_every_code(void)
     CHECK_EQ(HEARTBEAT_ERR_KEEPALIVE, -4);
     CHECK_EQ(HEARTBEAT_ERR_USER_TIMEOUT, -5);
     CHECK_EQ(HEARTBEAT_ERR_INVALID, -6);
+    /* The reserved values. */
+    CHECK_EQ(HEARTBEAT_ERR_ROLLBACK, -17);
+    CHECK_EQ(HEARTBEAT_ERR_WITHIN, -18);
     for (size_t i = 0; i < n; i++) {
         const char *m = heartbeat_strerror(codes[i]);
         CHECK(m != NULL && strlen(m) > 5);
@@ -273,8 +277,8 @@ cleanup:
 
 /* fds that are not TCP sockets: every function fails on its first call
  * with a documented code and errno, and nothing is changed. */
-enum fdkind { FD_MINUS1, FD_CLOSED, FD_FILE, FD_PIPE, FD_UDP, FD_UNIX, FD_KINDS };
-static const char *const fdkind_name[FD_KINDS] = {"-1", "closed", "file", "pipe", "udp", "unix"};
+enum fdkind { FD_MINUS1, FD_CLOSED, FD_FILE, FD_PIPE, FD_UDP, FD_UDP6, FD_UNIX, FD_KINDS };
+static const char *const fdkind_name[FD_KINDS] = {"-1", "closed", "file", "pipe", "udp", "udp6", "unix"};
 
 static int make_fd(enum fdkind k, int *extra)
 {
@@ -296,6 +300,8 @@ static int make_fd(enum fdkind k, int *extra)
         return p[0];
     case FD_UDP:
         return socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    case FD_UDP6:
+        return socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     case FD_UNIX:
         return socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     default:
@@ -306,13 +312,14 @@ static int make_fd(enum fdkind k, int *extra)
 static int test_non_tcp_fds(void)
 {
     int rc = 1, fd = -1, extra = -1;
-    const int want_errno[FD_KINDS] = {EBADF, EBADF, ENOTSOCK, ENOTSOCK, ENOPROTOOPT, EOPNOTSUPP};
-    /* The kernel answers getsockopt(IPPROTO_TCP) on UDP with EOPNOTSUPP. */
-    const int want_get_errno[FD_KINDS] = {EBADF, EBADF, ENOTSOCK, ENOTSOCK, EOPNOTSUPP, EOPNOTSUPP};
+    const int want_errno[FD_KINDS] = {EBADF, EBADF, ENOTSOCK, ENOTSOCK, ENOPROTOOPT, ENOPROTOOPT, EOPNOTSUPP};
+    /* The kernel answers getsockopt(IPPROTO_TCP) on UDP over IPv4 with
+     * EOPNOTSUPP, over IPv6 with ENOPROTOOPT (as docs/keepalive.md says). */
+    const int want_get_errno[FD_KINDS] = {EBADF, EBADF, ENOTSOCK, ENOTSOCK, EOPNOTSUPP, ENOPROTOOPT, EOPNOTSUPP};
     const int disable_rc[FD_KINDS] = {HEARTBEAT_ERR_KEEPALIVE, HEARTBEAT_ERR_KEEPALIVE,
                                       HEARTBEAT_ERR_KEEPALIVE, HEARTBEAT_ERR_KEEPALIVE,
-                                      HEARTBEAT_OK, HEARTBEAT_OK};
-    const int disable_errno[FD_KINDS] = {EBADF, EBADF, ENOTSOCK, ENOTSOCK, 0, 0};
+                                      HEARTBEAT_OK, HEARTBEAT_OK, HEARTBEAT_OK};
+    const int disable_errno[FD_KINDS] = {EBADF, EBADF, ENOTSOCK, ENOTSOCK, 0, 0, 0};
     const struct heartbeat_config cfg = {1, 5, 5, 5, 5000};
     for (int k = 0; k < FD_KINDS; k++) {
         fd = make_fd((enum fdkind)k, &extra);
@@ -326,7 +333,8 @@ static int test_non_tcp_fds(void)
         CHECK_RC_ERRNO(heartbeat_apply(fd, &cfg), HEARTBEAT_ERR_IDLE, want_get_errno[k]);
         CHECK_RC_ERRNO(heartbeat_get(fd, &out), HEARTBEAT_ERR_IDLE, want_get_errno[k]);
         CHECK(memcmp(&out, &sentinel, sizeof out) == 0); /* written only on success */
-        if (k == FD_UDP || k == FD_UNIX)                 /* nothing was changed */
+        CHECK_RC_ERRNO(heartbeat_within(fd, 10000, 0), HEARTBEAT_ERR_IDLE, want_get_errno[k]);
+        if (k == FD_UDP || k == FD_UDP6 || k == FD_UNIX) /* nothing was changed */
             CHECK_EQ(raw_get(fd, SOL_SOCKET, SO_KEEPALIVE), 0);
         CHECK_RC_ERRNO(heartbeat_disable(fd), disable_rc[k], disable_errno[k]);
         if (fd >= 0 && k != FD_CLOSED)
@@ -558,6 +566,181 @@ static void *thread_main(void *arg)
     return (void *)bad;
 }
 
+/* heartbeat_config_within(): the documented examples, the range, the
+ * flags, NULL; and what the function promises over the whole range
+ * (deadline <= ms, user timeout = deadline, monotonic): the Rust unit tests
+ * walk every value, this walks a sample through the C ABI. */
+static int test_config_within(void)
+{
+    int rc = 1;
+    struct heartbeat_config c, sentinel;
+    static const struct {
+        unsigned ms;
+        struct heartbeat_config want;
+    } ex[] = {
+        {HEARTBEAT_WITHIN_MIN_MS, {1, 1, 1, 1, 2000}},
+        {3000, {1, 1, 1, 1, 2000}},
+        {5000, {1, 1, 1, 3, 4000}},
+        {10000, {1, 5, 1, 3, 8000}},
+    };
+    for (size_t i = 0; i < sizeof ex / sizeof ex[0]; i++) {
+        CHECK_EQ(heartbeat_config_within(ex[i].ms, 0, &c), HEARTBEAT_OK);
+        fprintf(stderr, "  within %u: %d/%d/%d user timeout %u\n", ex[i].ms, c.idle, c.intvl, c.cnt,
+                c.user_timeout_ms);
+        CHECK(memcmp(&c, &ex[i].want, sizeof c) == 0);
+        CHECK_EQ(heartbeat_config_within(ex[i].ms, HEARTBEAT_WITHIN_KEEP_SLOW_READERS, &c), HEARTBEAT_OK);
+        CHECK_EQ(c.user_timeout_ms, 0);
+        CHECK_EQ(c.idle, ex[i].want.idle);
+        CHECK_EQ(c.cnt, ex[i].want.cnt);
+    }
+    memset(&c, 0x5a, sizeof c);
+    sentinel = c;
+    const unsigned bad[] = {0, 1, 1000, 2000, HEARTBEAT_WITHIN_MIN_MS - 1, HEARTBEAT_WITHIN_MAX_MS + 1,
+                            UINT_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_RC_ERRNO(heartbeat_config_within(bad[i], 0, &c), HEARTBEAT_ERR_WITHIN, EINVAL);
+        CHECK_RC_ERRNO(heartbeat_config_within(bad[i], HEARTBEAT_WITHIN_KEEP_SLOW_READERS, &c),
+                       HEARTBEAT_ERR_WITHIN, EINVAL);
+    }
+    CHECK_RC_ERRNO(heartbeat_config_within(10000, 2, &c), HEARTBEAT_ERR_INVALID, EINVAL);
+    CHECK_RC_ERRNO(heartbeat_config_within(10000, 0x80000000u, &c), HEARTBEAT_ERR_INVALID, EINVAL);
+    CHECK_RC_ERRNO(heartbeat_config_within(10000, UINT_MAX, &c), HEARTBEAT_ERR_INVALID, EINVAL);
+    CHECK(memcmp(&c, &sentinel, sizeof c) == 0);
+    CHECK_RC_ERRNO(heartbeat_config_within(10000, 0, NULL), HEARTBEAT_ERR_INVALID, EINVAL);
+    unsigned prev = 0;
+    for (unsigned ms = HEARTBEAT_WITHIN_MIN_MS; ms <= HEARTBEAT_WITHIN_MAX_MS; ms += ms / 50 + 1) {
+        CHECK_EQ(heartbeat_config_within(ms, 0, &c), HEARTBEAT_OK);
+        unsigned d = heartbeat_deadline_ms(c.idle, c.intvl, c.cnt);
+        CHECK(d <= ms && d >= prev);
+        CHECK_EQ(c.user_timeout_ms, d);
+        CHECK(c.enabled == 1 && c.idle >= 1 && c.intvl >= 1 && c.cnt >= 1);
+        prev = d;
+    }
+    CHECK_EQ(heartbeat_config_within(HEARTBEAT_WITHIN_MAX_MS, 0, &c), HEARTBEAT_OK);
+    rc = 0;
+cleanup:
+    return rc;
+}
+
+/* heartbeat_within(): applies what heartbeat_config_within() says; bad
+ * input changes nothing (read back raw). */
+static int test_within_applies_or_changes_nothing(void)
+{
+    int rc = 1, c = -1, s = -1;
+    CHECK_EQ(tcp_pair(0, &c, &s), 0);
+    struct heartbeat_config want, got;
+    CHECK_EQ(heartbeat_within(c, 10000, 0), HEARTBEAT_OK);
+    CHECK_EQ(heartbeat_config_within(10000, 0, &want), HEARTBEAT_OK);
+    CHECK_EQ(heartbeat_get(c, &got), HEARTBEAT_OK);
+    CHECK(memcmp(&got, &want, sizeof got) == 0);
+    struct raw_opts o = raw_opts(c);
+    CHECK(o.keepalive == 1 && o.idle == want.idle && o.intvl == want.intvl && o.cnt == want.cnt &&
+          o.user_timeout == (int)want.user_timeout_ms);
+    struct raw_opts before = raw_opts(c);
+    const unsigned bad[] = {0, HEARTBEAT_WITHIN_MIN_MS - 1, HEARTBEAT_WITHIN_MAX_MS + 1, UINT_MAX};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_RC_ERRNO(heartbeat_within(c, bad[i], 0), HEARTBEAT_ERR_WITHIN, EINVAL);
+    CHECK_RC_ERRNO(heartbeat_within(c, 5000, 4), HEARTBEAT_ERR_INVALID, EINVAL);
+    CHECK_RC_ERRNO(heartbeat_within(-1, 0, 0), HEARTBEAT_ERR_WITHIN, EINVAL); /* range first */
+    CHECK(raw_opts_equal(before, raw_opts(c)));
+    CHECK_EQ(heartbeat_within(c, 5000, HEARTBEAT_WITHIN_KEEP_SLOW_READERS), HEARTBEAT_OK);
+    CHECK_EQ(raw_get(c, IPPROTO_TCP, TCP_USER_TIMEOUT), 0);
+    CHECK_EQ(raw_get(c, IPPROTO_TCP, TCP_KEEPCNT), 3);
+    /* Listening and IPv6 sockets too. */
+    int l = tcp_listener(1);
+    CHECK(l >= 0);
+    int r = heartbeat_within(l, 3000, 0);
+    int ut = raw_get(l, IPPROTO_TCP, TCP_USER_TIMEOUT);
+    close(l);
+    CHECK_EQ(r, HEARTBEAT_OK);
+    CHECK_EQ(ut, 2000);
+    rc = 0;
+cleanup:
+    tcp_pair_close(&c, &s);
+    return rc;
+}
+
+/* MPTCP is TCP to the application, without TCP_USER_TIMEOUT (the kernel
+ * refuses it): heartbeat() works; get() reads user_timeout_ms 0; apply()
+ * of what get() returned round-trips; a user timeout is refused with
+ * HEARTBEAT_ERR_USER_TIMEOUT/EOPNOTSUPP and nothing changes; within()
+ * needs HEARTBEAT_WITHIN_KEEP_SLOW_READERS. On a loopback MPTCP pair and
+ * on an unconnected socket. */
+#ifndef IPPROTO_MPTCP
+#define IPPROTO_MPTCP 262
+#endif
+static int mptcp_pair(int *c, int *s)
+{
+    *c = *s = -1;
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP);
+    if (l < 0)
+        return -1;
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0 ||
+        getsockname(l, (struct sockaddr *)&a, &len) != 0 ||
+        (*c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP)) < 0 ||
+        connect(*c, (struct sockaddr *)&a, sizeof a) != 0 || (*s = accept4(l, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+        close(l);
+        return -1;
+    }
+    close(l);
+    return 0;
+}
+
+static int test_mptcp(void)
+{
+    int rc = 1, fds[3] = {-1, -1, -1};
+    int probe = socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP);
+    if (probe < 0) {
+        printf("SKIP - MPTCP is not available here (%s)\n", strerror(errno));
+        return 0;
+    }
+    close(probe);
+    CHECK_EQ(mptcp_pair(&fds[0], &fds[1]), 0);
+    CHECK((fds[2] = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_MPTCP)) >= 0);
+    for (int i = 0; i < 3; i++) {
+        int fd = fds[i];
+        fprintf(stderr, "  mptcp fd %d\n", i);
+        CHECK_EQ(raw_get(fd, SOL_SOCKET, SO_PROTOCOL), IPPROTO_MPTCP);
+        CHECK_EQ(heartbeat(fd, 7, 6, 5), HEARTBEAT_OK);
+        struct heartbeat_config got;
+        /* The refused TCP_USER_TIMEOUT read leaves no errno behind. */
+        errno = EXDEV;
+        CHECK_EQ(heartbeat_get(fd, &got), HEARTBEAT_OK);
+        CHECK_EQ(errno, EXDEV);
+        CHECK(got.enabled == 1 && got.idle == 7 && got.intvl == 6 && got.cnt == 5 && got.user_timeout_ms == 0);
+        CHECK_EQ(heartbeat_apply(fd, &got), HEARTBEAT_OK); /* round trip */
+        const struct heartbeat_config cfg = {0, 9, 8, 4, 0};
+        CHECK_EQ(heartbeat_apply(fd, &cfg), HEARTBEAT_OK);
+        CHECK_EQ(heartbeat_get(fd, &got), HEARTBEAT_OK);
+        CHECK(memcmp(&got, &cfg, sizeof got) == 0);
+        struct raw_opts before = raw_opts(fd);
+        CHECK_EQ(before.keepalive, 0);
+        CHECK_EQ(before.idle, 9);
+        const struct heartbeat_config with_ut = {1, 3, 2, 1, 5000};
+        CHECK_RC_ERRNO(heartbeat_apply(fd, &with_ut), HEARTBEAT_ERR_USER_TIMEOUT, EOPNOTSUPP);
+        CHECK_RC_ERRNO(heartbeat_within(fd, 10000, 0), HEARTBEAT_ERR_USER_TIMEOUT, EOPNOTSUPP);
+        CHECK(raw_opts_equal(before, raw_opts(fd)));
+        struct heartbeat_config want;
+        CHECK_EQ(heartbeat_within(fd, 10000, HEARTBEAT_WITHIN_KEEP_SLOW_READERS), HEARTBEAT_OK);
+        CHECK_EQ(heartbeat_config_within(10000, HEARTBEAT_WITHIN_KEEP_SLOW_READERS, &want), HEARTBEAT_OK);
+        CHECK_EQ(heartbeat_get(fd, &got), HEARTBEAT_OK);
+        CHECK(memcmp(&got, &want, sizeof got) == 0);
+        CHECK_EQ(heartbeat_disable(fd), HEARTBEAT_OK);
+        CHECK_EQ(raw_get(fd, SOL_SOCKET, SO_KEEPALIVE), 0);
+    }
+    rc = 0;
+cleanup:
+    for (int i = 0; i < 3; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return rc;
+}
+
 static int test_threads_distinct_sockets(void)
 {
     int rc = 1, started = 0;
@@ -597,6 +780,9 @@ int main(void)
     RUN(test_inherit_through_accept_v6);
     RUN(test_system_defaults_equal_proc);
     RUN(test_system_defaults_unreadable);
+    RUN(test_config_within);
+    RUN(test_within_applies_or_changes_nothing);
+    RUN(test_mptcp);
     RUN(test_threads_distinct_sockets);
     return CHECK_EXIT();
 }

@@ -123,13 +123,17 @@ cleanup:
     return rc;
 }
 
-/* When the rollback itself is refused, the caller still gets the first
- * failure: its code and its errno, not the rollback's. */
-static int test_apply_rollback_failure_keeps_first_error(void)
+/* When the rollback itself is refused, the socket is not as before: the
+ * call says so with HEARTBEAT_ERR_ROLLBACK and the errno of the first
+ * failure (not the rollback's); it does not stop at the refused rollback,
+ * and each option has its old or its new value. */
+static int test_apply_refused_rollback_is_reported(void)
 {
     int rc = 1, c = -1, s = -1;
+    const struct heartbeat_config start = {0, 31, 32, 33, 34000};
     const struct heartbeat_config cfg = {1, 41, 42, 43, 44000};
     CHECK_EQ(tcp_pair(0, &c, &s), 0);
+    CHECK_EQ(heartbeat_apply(c, &start), HEARTBEAT_OK);
     /* 1st set of TCP_KEEPCNT fails with ENOBUFS; the rollback (newest
      * first) then sets TCP_KEEPINTVL back, which fails with EIO, and
      * TCP_KEEPIDLE back. */
@@ -137,13 +141,54 @@ static int test_apply_rollback_failure_keeps_first_error(void)
     setenv("HEARTBEAT_FAULT_CLOBBER", "1", 1);
     CHECK_EQ(ENOBUFS, 105);
     CHECK_EQ(EIO, 5);
-    CHECK_RC_ERRNO(heartbeat_apply(c, &cfg), HEARTBEAT_ERR_CNT, ENOBUFS);
+    CHECK_RC_ERRNO(heartbeat_apply(c, &cfg), HEARTBEAT_ERR_ROLLBACK, ENOBUFS);
     no_fault();
     /* TCP_KEEPIDLE was rolled back even though TCP_KEEPINTVL's rollback
      * failed (the rollback does not stop at its first failure); only the
      * refused rollback is left behind. */
-    CHECK(raw_get(c, IPPROTO_TCP, TCP_KEEPIDLE) != 41);
-    CHECK_EQ(raw_get(c, IPPROTO_TCP, TCP_KEEPINTVL), 42);
+    struct raw_opts o = raw_opts(c);
+    CHECK_EQ(o.idle, 31);
+    CHECK_EQ(o.intvl, 42);
+    CHECK_EQ(o.cnt, 33);
+    CHECK_EQ(o.user_timeout, 34000);
+    CHECK_EQ(o.keepalive, 0);
+    rc = 0;
+cleanup:
+    no_fault();
+    tcp_pair_close(&c, &s);
+    return rc;
+}
+
+/* heartbeat_within() is all or nothing through the same mechanism: each
+ * option's set or get refused in turn gives that option's code and errno,
+ * and the socket is exactly as before. */
+static int test_within_all_or_nothing(void)
+{
+    int rc = 1, c = -1, s = -1;
+    const struct heartbeat_config start = {1, 31, 32, 33, 34000};
+    const char *ops[2] = {"set", "get"};
+    CHECK_EQ(tcp_pair(0, &c, &s), 0);
+    for (int op = 0; op < 2; op++) {
+        for (int i = 0; i < 5; i++) {
+            const struct opt *o = &OPTS[i];
+            fprintf(stderr, "  within: refusing %s of %s\n", ops[op], o->name);
+            no_fault();
+            CHECK_EQ(heartbeat_apply(c, &start), HEARTBEAT_OK);
+            struct raw_opts before = raw_opts(c);
+            fault(ops[op], o->name, 1, o->err);
+            CHECK_RC_ERRNO(heartbeat_within(c, 10000, 0), o->code, o->err);
+            no_fault();
+            CHECK(raw_opts_equal(before, raw_opts(c)));
+        }
+    }
+    /* Bad input: no system call at all (every call would be refused). */
+    no_fault();
+    struct raw_opts before = raw_opts(c);
+    setenv("HEARTBEAT_FAULT", "get:TCP_KEEPIDLE:1:1,set:TCP_KEEPIDLE:1:1", 1);
+    CHECK_RC_ERRNO(heartbeat_within(c, 1000, 0), HEARTBEAT_ERR_WITHIN, EINVAL);
+    CHECK_RC_ERRNO(heartbeat_within(c, 10000, 8), HEARTBEAT_ERR_INVALID, EINVAL);
+    no_fault();
+    CHECK(raw_opts_equal(before, raw_opts(c)));
     rc = 0;
 cleanup:
     no_fault();
@@ -204,7 +249,8 @@ int main(void)
     RUN(test_injector_is_loaded);
     RUN(test_heartbeat_refusals);
     RUN(test_apply_all_or_nothing);
-    RUN(test_apply_rollback_failure_keeps_first_error);
+    RUN(test_apply_refused_rollback_is_reported);
+    RUN(test_within_all_or_nothing);
     RUN(test_get_refusals);
     RUN(test_disable_refused_once);
     return CHECK_EXIT();

@@ -42,6 +42,7 @@ static inline const char *peer_name(int p)
     case HEARTBEAT_PEER_RESET: return "RESET";
     case HEARTBEAT_PEER_TIMED_OUT: return "TIMED_OUT";
     case HEARTBEAT_PEER_NOT_CONNECTED: return "NOT_CONNECTED";
+    case HEARTBEAT_PEER_STALLED: return "STALLED";
     default: return "?";
     }
 }

@@ -30,6 +30,24 @@
  *   detect I N C K   benchmark: K connections with heartbeat(I,N,C); prints
  *               "DETECT I N C measured_ms deadline_ms ETIMEDOUT|other errno"
  *               per connection (measured_ms -1: not detected in 1.5x).
+ *   within MS idle|unacked   issue 11: heartbeat_within(fd, MS, 0) on one
+ *               connection, with HEARTBEAT_WITHIN_KEEP_SLOW_READERS on a
+ *               second; idle: both dead at most MS after the last received
+ *               data and not before user_timeout_ms; unacked (data sent
+ *               right after the cut, never acknowledged): the first dead
+ *               within the same bounds, the second still open at 1.5 x MS
+ *               (the documented cost of keeping slow readers).
+ *   detectw MS idle|unacked K   benchmark: K connections with
+ *               heartbeat_within(fd, MS, 0); prints "DETECTW MS MODE
+ *               measured_ms lower_ms errno" per connection (-1: not in 1.5x).
+ *   stall MS    a peer that stops reading (alive): STALLED, never PROBING,
+ *               through the whole wait; with KEEP_SLOW_READERS it survives
+ *               3 x MS, then reads and is ALIVE again; with the default it
+ *               times out, measured from the window closing.
+ *   stallcut MS  the same peer vanishes while its window is shut: the
+ *               default connection is dead at most MS after the last
+ *               acknowledgement; the KEEP_SLOW_READERS one is PROBING and
+ *               still open at 2 x MS (the cost).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -225,6 +243,15 @@ static void peer_main(int ctl)
             }
             n = 0;
             break;
+        case 'R': { /* read everything waiting on every connection */
+            static char sink[65536];
+            reply = 'r';
+            for (int i = 0; i < n; i++)
+                for (int k = 0; k < 100000; k++) /* bounded */
+                    if (recv(conns[i], sink, sizeof sink, MSG_DONTWAIT) <= 0)
+                        break;
+            break;
+        }
         case 'K': { /* crash: the sockets vanish (RST, no lingering state) */
             struct linger lg = {1, 0};
             reply = 'k';
@@ -691,6 +718,271 @@ out:
     close_all(fds, k);
 }
 
+/* ------------------------------------------------- heartbeat_within() */
+
+/* Writes until the socket's buffer is full (non-blocking, bounded): with a
+ * peer that does not read, its window shuts. Returns the bytes written. */
+static long fill(int fd)
+{
+    static char chunk[65536];
+    long total = 0;
+    memset(chunk, 'z', sizeof chunk);
+    for (int i = 0; i < 2000; i++) {
+        ssize_t r = send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (r <= 0)
+            break;
+        total += r;
+    }
+    return total;
+}
+
+/* Waits (poll, bounded by `until`, relative to t0) until each fd fails;
+ * dead_ms[i] = time of the failure after t0[i] (-1: not by then), err[i]
+ * the errno recv() reports. */
+static void wait_dead(int *fds, int n, const double *t0, double until, double *dead_ms, int *err)
+{
+    int left = n;
+    for (int i = 0; i < n; i++) {
+        dead_ms[i] = -1;
+        err[i] = 0;
+    }
+    while (left > 0 && now_ms() - t0[0] < until) {
+        struct pollfd p[MAXC];
+        for (int i = 0; i < n; i++) {
+            p[i].fd = fds[i];
+            p[i].events = dead_ms[i] < 0 ? POLLIN : 0;
+            p[i].revents = 0;
+        }
+        poll(p, n, 10);
+        for (int i = 0; i < n; i++) {
+            if (dead_ms[i] < 0 && p[i].revents) {
+                char b;
+                double t = now_ms();
+                errno = 0;
+                ssize_t r = recv(fds[i], &b, 1, MSG_DONTWAIT);
+                err[i] = r == -1 ? errno : 0;
+                dead_ms[i] = t - t0[i];
+                left--;
+            }
+        }
+    }
+}
+
+/* heartbeat_within(ms): idle or unacknowledged, cut by a blackhole. */
+static void case_within(unsigned ms, int unacked, const char *name)
+{
+    int ok = 1, fds[2] = {-1, -1}, err[2];
+    double t0[2], dead[2];
+    struct heartbeat_config cfg, keep;
+    const char *mode = unacked ? "unacked" : "idle";
+    EXPECT(heartbeat_config_within(ms, 0, &cfg) == HEARTBEAT_OK);
+    EXPECT(heartbeat_config_within(ms, HEARTBEAT_WITHIN_KEEP_SLOW_READERS, &keep) == HEARTBEAT_OK);
+    if (!ok || open_conns(fds, 2, -1) != 0) {
+        ok = 0;
+        goto out;
+    }
+    EXPECT(heartbeat_within(fds[0], ms, 0) == HEARTBEAT_OK);
+    EXPECT(heartbeat_within(fds[1], ms, HEARTBEAT_WITHIN_KEEP_SLOW_READERS) == HEARTBEAT_OK);
+    if (!ok || last_data(fds, 2, t0) != 0 || run_cmd("cut", cut_cmd) != 0) {
+        ok = 0;
+        goto out;
+    }
+    double cut_ms = now_ms() - t0[0], sent_at = -1;
+    if (unacked) {
+        char buf[1000];
+        memset(buf, 'u', sizeof buf);
+        sent_at = now_ms() - t0[0];
+        EXPECT(send(fds[0], buf, sizeof buf, MSG_NOSIGNAL) == (ssize_t)sizeof buf);
+        EXPECT(send(fds[1], buf, sizeof buf, MSG_NOSIGNAL) == (ssize_t)sizeof buf);
+    }
+    wait_dead(fds, 2, t0, 1.5 * ms, dead, err);
+    double lower = cfg.user_timeout_ms;
+    printf("# measured within %u %s: config %d/%d/%d user_timeout_ms %u; cut %.0f ms, send %.0f ms "
+           "after the last data\n",
+           ms, mode, cfg.idle, cfg.intvl, cfg.cnt, cfg.user_timeout_ms, cut_ms, sent_at);
+    printf("# measured within %u %s: dead after %.0f ms (%s): ratio %.3f of ms, %.3f of the lower "
+           "bound %.0f ms\n",
+           ms, mode, dead[0], strerror(err[0]), dead[0] / ms, dead[0] / lower, lower);
+    printf("# measured within %u %s, keep slow readers: %s after %.0f ms (%s)\n", ms, mode,
+           dead[1] < 0 ? "still open" : "dead", dead[1] < 0 ? 1.5 * ms : dead[1], strerror(err[1]));
+    EXPECT(dead[0] > 0 && dead[0] <= ms);
+    EXPECT(dead[0] >= lower);
+    EXPECT(err[0] == ETIMEDOUT);
+    if (unacked) {
+        /* The cost of keeping slow readers: data in flight is not covered. */
+        struct heartbeat_status st;
+        EXPECT(dead[1] < 0);
+        EXPECT(heartbeat_status(fds[1], &st) == HEARTBEAT_OK && st.tcp_state == 1);
+    } else {
+        /* Idle connections are covered either way. */
+        EXPECT(dead[1] > 0 && dead[1] <= ms && dead[1] >= keep.idle * 1000.0 + keep.intvl * 1000.0 * keep.cnt);
+        EXPECT(err[1] == ETIMEDOUT);
+    }
+out:
+    close_all(fds, 2);
+    result(ok, name);
+}
+
+/* Benchmark: K connections with heartbeat_within(ms). */
+static void detect_within(unsigned ms, int unacked, int k)
+{
+    int fds[MAXC], err[MAXC];
+    double t0[MAXC], dead[MAXC];
+    struct heartbeat_config cfg;
+    if (k > MAXC || heartbeat_config_within(ms, 0, &cfg) != HEARTBEAT_OK || open_conns(fds, k, -1) != 0) {
+        printf("# setup failed\n");
+        return;
+    }
+    for (int i = 0; i < k; i++)
+        heartbeat_within(fds[i], ms, 0);
+    if (last_data(fds, k, t0) != 0 || run_cmd("cut", cut_cmd) != 0)
+        goto out;
+    if (unacked) {
+        char buf[1000];
+        memset(buf, 'u', sizeof buf);
+        for (int i = 0; i < k; i++)
+            send(fds[i], buf, sizeof buf, MSG_NOSIGNAL);
+    }
+    wait_dead(fds, k, t0, 1.5 * ms, dead, err);
+    for (int i = 0; i < k; i++)
+        printf("DETECTW %u %s %.0f %u %d\n", ms, unacked ? "unacked" : "idle", dead[i],
+               cfg.user_timeout_ms, err[i]);
+out:
+    close_all(fds, k);
+}
+
+/* A peer that stops reading (alive), and optionally vanishes after its
+ * window shut. fds[0]: heartbeat_within(ms) (default: slow readers time
+ * out); fds[1]: with HEARTBEAT_WITHIN_KEEP_SLOW_READERS. */
+static void case_stall(unsigned ms, int cut, const char *name)
+{
+    int ok = 1, fds[2] = {-1, -1};
+    double t0[2];
+    struct heartbeat_config cfg;
+    EXPECT(heartbeat_config_within(ms, 0, &cfg) == HEARTBEAT_OK);
+    if (!ok || open_conns(fds, 2, -1) != 0) {
+        ok = 0;
+        goto out;
+    }
+    EXPECT(heartbeat_within(fds[0], ms, 0) == HEARTBEAT_OK);
+    EXPECT(heartbeat_within(fds[1], ms, HEARTBEAT_WITHIN_KEEP_SLOW_READERS) == HEARTBEAT_OK);
+    if (!ok || last_data(fds, 2, t0) != 0) {
+        ok = 0;
+        goto out;
+    }
+    long filled[2] = {fill(fds[0]), fill(fds[1])};
+    double start = now_ms();
+    /* Every 20 ms: both statuses. shut[i]: when the window was first seen
+     * shut; dead[i]: when the connection was first seen over. */
+    double shut[2] = {-1, -1}, dead[2] = {-1, -1}, cut_at = -1, last_ack_at = -1, probing_at = -1;
+    int counts[2][8], bad[2] = {0, 0}, err0 = 0;
+    struct heartbeat_status_ex ex[2], last[2];
+    memset(counts, 0, sizeof counts);
+    double horizon = cut ? 2.0 * ms : 3.0 * ms; /* after the window shut (or the cut) */
+    for (;;) {
+        double t = now_ms();
+        for (int i = 0; i < 2; i++) {
+            if (dead[i] >= 0)
+                continue;
+            if (heartbeat_status_ex(fds[i], &ex[i], sizeof ex[i]) != HEARTBEAT_OK) {
+                bad[i]++;
+                continue;
+            }
+            if (ex[i].peer_window == 0 && shut[i] < 0)
+                shut[i] = t;
+            if (ex[i].peer >= 0 && ex[i].peer < 8 && shut[i] >= 0)
+                counts[i][ex[i].peer]++;
+            if (ex[i].tcp_state != 1) {
+                dead[i] = t;
+                if (i == 0)
+                    err0 = ex[i].error;
+                continue;
+            }
+            last[i] = ex[i];
+            if (i == 1 && cut_at >= 0 && probing_at < 0 && ex[i].peer == HEARTBEAT_PEER_PROBING)
+                probing_at = t;
+            /* Before the cut, a shut window of a live peer is STALLED. */
+            if (shut[i] >= 0 && cut_at < 0 && ex[i].peer != HEARTBEAT_PEER_STALLED) {
+                printf("#   fd %d at %.0f ms after the window shut: %s, probes %u, window %u, notsent %u, "
+                       "unacked %u, last ack %u ms\n",
+                       i, t - shut[i], peer_name(ex[i].peer), ex[i].probes, ex[i].peer_window,
+                       ex[i].notsent_bytes, ex[i].unacked, ex[i].last_ack_recv_ms);
+                bad[i]++;
+            }
+        }
+        if (cut && cut_at < 0 && shut[0] >= 0 && shut[1] >= 0 && t - shut[0] > 500) {
+            if (run_cmd("cut", cut_cmd) != 0) {
+                ok = 0;
+                break;
+            }
+            cut_at = now_ms();
+            /* The last acknowledgement received before the cut. */
+            struct heartbeat_status_ex e;
+            if (heartbeat_status_ex(fds[0], &e, sizeof e) == HEARTBEAT_OK)
+                last_ack_at = now_ms() - e.last_ack_recv_ms;
+        }
+        double from = cut ? cut_at : shut[1];
+        if (from >= 0 && t - from >= horizon)
+            break;
+        if (t - start > 4.0 * ms + 10000) { /* bounded, whatever happens */
+            printf("#   the window never shut (filled %ld / %ld bytes)\n", filled[0], filled[1]);
+            ok = 0;
+            break;
+        }
+        sleep_msf(20);
+    }
+    printf("# measured %s: filled %ld and %ld bytes; window shut %.0f ms after the fill\n", name, filled[0],
+           filled[1], shut[0] - start);
+    for (int i = 0; i < 2; i++)
+        printf("# measured %s: fd %d (%s): samples STALLED %d PROBING %d ALIVE %d TIMED_OUT %d; %s\n", name, i,
+               i == 0 ? "default" : "keep slow readers", counts[i][HEARTBEAT_PEER_STALLED],
+               counts[i][HEARTBEAT_PEER_PROBING], counts[i][HEARTBEAT_PEER_ALIVE],
+               counts[i][HEARTBEAT_PEER_TIMED_OUT], dead[i] < 0 ? "still open" : "over");
+    EXPECT(shut[0] >= 0 && shut[1] >= 0);
+    if (!cut) {
+        /* The default: the live slow reader times out, about the user
+         * timeout after its window shut (never before it). */
+        printf("# measured %s: default: %s (%s) %.0f ms after the window shut (user_timeout_ms %u, ms %u)\n",
+               name, dead[0] < 0 ? "still open" : "timed out", strerror(err0), dead[0] - shut[0],
+               cfg.user_timeout_ms, ms);
+        EXPECT(dead[0] >= 0 && err0 == ETIMEDOUT);
+        EXPECT(dead[0] - shut[0] >= cfg.user_timeout_ms && dead[0] - shut[0] <= ms);
+        /* Keep slow readers: STALLED throughout, alive after 3 x ms. */
+        EXPECT(dead[1] < 0 && now_ms() - shut[1] >= 3.0 * ms);
+        EXPECT(bad[0] == 0 && bad[1] == 0);
+        EXPECT(counts[1][HEARTBEAT_PEER_STALLED] > 0 && counts[0][HEARTBEAT_PEER_STALLED] > 0);
+        /* The peer reads: the window opens, ALIVE again. */
+        EXPECT(peer('R') == 0);
+        struct heartbeat_status st = {0};
+        for (int i = 0; i < 200; i++) { /* 2 s */
+            if (heartbeat_status(fds[1], &st) != HEARTBEAT_OK || st.peer != HEARTBEAT_PEER_STALLED)
+                break;
+            sleep_msf(10);
+        }
+        printf("# measured %s: after the peer read: %s\n", name, peer_name(st.peer));
+        EXPECT(st.peer == HEARTBEAT_PEER_ALIVE);
+    } else {
+        /* Vanished while its window was shut. The default: dead at most
+         * ms after the last acknowledgement it sent. */
+        printf("# measured %s: default: %s (%s) %.0f ms after the last acknowledgement, %.0f ms after "
+               "the cut (ms %u)\n",
+               name, dead[0] < 0 ? "still open" : "dead", strerror(err0), dead[0] - last_ack_at,
+               dead[0] - cut_at, ms);
+        printf("# measured %s: keep slow readers: PROBING from %.0f ms after the cut; %s, %s, probes %u, "
+               "last ack %u ms, %.0f ms after the cut\n",
+               name, probing_at - cut_at, dead[1] < 0 ? "still open" : "over", peer_name(last[1].peer),
+               last[1].probes, last[1].last_ack_recv_ms, now_ms() - cut_at);
+        EXPECT(cut_at > 0 && last_ack_at > 0);
+        EXPECT(dead[0] >= 0 && err0 == ETIMEDOUT && dead[0] - last_ack_at <= ms);
+        EXPECT(bad[0] == 0 && bad[1] == 0); /* STALLED until the cut */
+        /* The cost: not detected in 2 x ms, reported as PROBING. */
+        EXPECT(dead[1] < 0 && last[1].peer == HEARTBEAT_PEER_PROBING);
+    }
+out:
+    close_all(fds, 2);
+    result(ok, name);
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -710,7 +1002,11 @@ int main(int argc, char **argv)
     const char *c = argv[1];
     char name[128];
     const char *mode = getenv("HB_MODE") ? getenv("HB_MODE") : "cut";
-    snprintf(name, sizeof name, "net_%s_v%d_%s", c, family == AF_INET6 ? 6 : 4, mode);
+    if (argc >= 3 && strcmp(c, "detect") != 0 && strcmp(c, "detectw") != 0)
+        snprintf(name, sizeof name, "net_%s%s%s%s_v%d_%s", c, argv[2], argc >= 4 ? "_" : "",
+                 argc >= 4 ? argv[3] : "", family == AF_INET6 ? 6 : 4, mode);
+    else
+        snprintf(name, sizeof name, "net_%s_v%d_%s", c, family == AF_INET6 ? 6 : 4, mode);
     if (peer_start() != 0) {
         result(0, "peer process");
         return 1;
@@ -729,6 +1025,14 @@ int main(int argc, char **argv)
         case_fin(name);
     else if (strcmp(c, "detect") == 0 && argc == 6)
         detect(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]), atoi(argv[5]));
+    else if (strcmp(c, "within") == 0 && argc == 4)
+        case_within((unsigned)atoi(argv[2]), strcmp(argv[3], "unacked") == 0, name);
+    else if (strcmp(c, "detectw") == 0 && argc == 5)
+        detect_within((unsigned)atoi(argv[2]), strcmp(argv[3], "unacked") == 0, atoi(argv[4]));
+    else if (strcmp(c, "stall") == 0 && argc == 3)
+        case_stall((unsigned)atoi(argv[2]), 0, name);
+    else if (strcmp(c, "stallcut") == 0 && argc == 3)
+        case_stall((unsigned)atoi(argv[2]), 1, name);
     else {
         fprintf(stderr, "unknown case %s\n", c);
         failures++;

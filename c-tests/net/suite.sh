@@ -11,7 +11,7 @@
 # shellcheck source=c-tests/lib/netns.sh
 . c-tests/lib/netns.sh
 
-# name  case  family  cut mode     (what it proves)
+# name  case  family  cut mode  [arguments]   (what it proves: see net_liveness.c)
 NET_CASES="
 idle4        idle      4 blackhole4
 idle6        idle      6 down-peer
@@ -22,6 +22,14 @@ unacked4down unacked   4 down-user
 restart4     restart   4 down-peer
 fin4         fin       4 none
 listener4    listener  4 down-user
+w3idle       within    4 blackhole4 3000 idle
+w3unacked    within    4 blackhole4 3000 unacked
+w5idle       within    4 blackhole4 5000 idle
+w5unacked    within    4 blackhole4 5000 unacked
+w10idle      within    6 blackhole6 10000 idle
+w10unacked   within    4 blackhole4 10000 unacked
+stall3       stall     4 none 3000
+stallcut3    stallcut  4 blackhole4 3000
 "
 
 net_replay() { cat "$1"; return "$(cat "$2" 2>/dev/null || echo 1)"; }
@@ -37,8 +45,8 @@ net_suite() {
         fi
         return 0
     fi
-    local name c fam mode pids=() names=() i
-    while read -r name c fam mode; do
+    local name c fam mode args pids=() names=() i
+    while read -r name c fam mode args; do
         [ -n "$name" ] || continue
         local raw="$LOG/net-$name.raw"
         rm -f "$raw" "$raw.rc"
@@ -58,7 +66,7 @@ net_suite() {
         netns_spawn "net$name" user env HB_PEER_NS="$(netns_peer "net$name")" \
             HB_CUT="$cut" HB_RESTORE="$restore" HB_FAMILY="$fam" HB_MODE="$mode" \
             bash -c 'timeout --foreground -s KILL 60 "$@"; echo $? >"$0"' "$raw.rc" \
-            "$BT/net_liveness" "$c" >>"$raw" 2>&1
+            "$BT/net_liveness" "$c" $args >>"$raw" 2>&1
         names+=("$name"); pids+=("$NETNS_PID")
     done <<<"$NET_CASES"
     for i in "${!pids[@]}"; do

@@ -260,6 +260,159 @@ cleanup:
     return rc;
 }
 
+/* connect(AF_UNSPEC) disconnects: the kernel sends RST, zeroes the
+ * socket's counters and leaves an ECONNRESET of its own pending. The
+ * header says NOT_CONNECTED: from the first call on, without consuming
+ * that error (the program disconnected; nobody reset it). */
+static int test_disconnected_socket_is_not_connected_at_once(void)
+{
+    int rc = 1, c = -1, s = -1;
+    struct heartbeat_status st;
+    CHECK(tcp_pair(0, &c, &s) == 0);
+    CHECK_EQ(send(c, "x", 1, 0), 1);
+    struct sockaddr sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_family = AF_UNSPEC;
+    CHECK_EQ(connect(c, &sa, sizeof sa), 0);
+    for (int i = 0; i < 2; i++) {
+        memset(&st, SENTINEL, sizeof st);
+        CHECK_EQ(heartbeat_status(c, &st), HEARTBEAT_OK);
+        CHECK_PEER(st, HEARTBEAT_PEER_NOT_CONNECTED);
+        CHECK_EQ(st.error, 0);
+        CHECK_EQ(st.tcp_state, 7); /* TCP_CLOSE */
+    }
+    /* Nothing was consumed: the kernel's own error is still there. */
+    CHECK_EQ(raw_get(c, SOL_SOCKET, SO_ERROR), ECONNRESET);
+    /* The other end was reset, and says so. */
+    CHECK_EQ(status_leaving(s, HEARTBEAT_PEER_ALIVE, &st), HEARTBEAT_OK);
+    CHECK_PEER(st, HEARTBEAT_PEER_RESET);
+    CHECK_EQ(st.error, ECONNRESET);
+    rc = 0;
+cleanup:
+    if (c >= 0) close(c);
+    if (s >= 0) close(s);
+    return rc;
+}
+
+/* An accepted connection that never sent a segment (its SYN-ACK belongs
+ * to the listener) is still a connection when the peer resets it. */
+static int test_reset_of_a_silent_accepted_socket_is_reset(void)
+{
+    int rc = 1, c = -1, s = -1;
+    struct heartbeat_status st;
+    CHECK(tcp_pair(0, &c, &s) == 0);
+    CHECK_EQ(rst_close(c), 0);
+    c = -1;
+    CHECK_EQ(status_leaving(s, HEARTBEAT_PEER_ALIVE, &st), HEARTBEAT_OK);
+    CHECK_PEER(st, HEARTBEAT_PEER_RESET);
+    CHECK_EQ(st.error, ECONNRESET);
+    rc = 0;
+cleanup:
+    if (c >= 0) close(c);
+    if (s >= 0) close(s);
+    return rc;
+}
+
+/* heartbeat_status_ex(): the same answer as heartbeat_status() in its
+ * first seven fields; exactly `size` bytes written (zero beyond the
+ * library's struct); a size below struct heartbeat_status or NULL is
+ * invalid and writes nothing. */
+static int test_status_ex_sizes(void)
+{
+    int rc = 1, c = -1, s = -1;
+    struct heartbeat_status st;
+    unsigned char buf[sizeof(struct heartbeat_status_ex) + 16];
+    struct heartbeat_status_ex *ex = (struct heartbeat_status_ex *)(void *)buf;
+    CHECK(tcp_pair(0, &c, &s) == 0);
+    CHECK_EQ(sizeof(struct heartbeat_status), 28);
+    CHECK_EQ(sizeof(struct heartbeat_status_ex), 44);
+    CHECK_EQ(heartbeat_status(c, &st), HEARTBEAT_OK);
+    memset(buf, SENTINEL, sizeof buf);
+    CHECK_EQ(heartbeat_status_ex(c, ex, sizeof *ex), HEARTBEAT_OK);
+    CHECK_PEER(*ex, HEARTBEAT_PEER_ALIVE);
+    CHECK(ex->peer == st.peer && ex->error == st.error && ex->probes == st.probes &&
+          ex->tcp_state == st.tcp_state);
+    CHECK(ex->peer_window > 0 && ex->peer_window != HEARTBEAT_WINDOW_UNKNOWN);
+    CHECK_EQ(ex->notsent_bytes, 0);
+    CHECK_EQ(ex->unacked, 0);
+    CHECK(ex->last_ack_recv_ms < 10000);
+    CHECK_EQ(buf[sizeof *ex], SENTINEL); /* nothing beyond size */
+    /* An older caller's size: the seven fields only. */
+    memset(buf, SENTINEL, sizeof buf);
+    CHECK_EQ(heartbeat_status_ex(c, ex, sizeof st), HEARTBEAT_OK);
+    CHECK_PEER(*ex, HEARTBEAT_PEER_ALIVE);
+    for (size_t i = sizeof st; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], SENTINEL);
+    /* A newer caller's size: zero beyond the library's struct. */
+    memset(buf, SENTINEL, sizeof buf);
+    CHECK_EQ(heartbeat_status_ex(c, ex, sizeof buf - 4), HEARTBEAT_OK);
+    for (size_t i = sizeof *ex; i < sizeof buf - 4; i++)
+        CHECK_EQ(buf[i], 0);
+    for (size_t i = sizeof buf - 4; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], SENTINEL);
+    /* Invalid: nothing written, nothing read. */
+    memset(buf, SENTINEL, sizeof buf);
+    CHECK_RC_ERRNO(heartbeat_status_ex(c, ex, sizeof st - 1), HEARTBEAT_ERR_INVALID, EINVAL);
+    CHECK_RC_ERRNO(heartbeat_status_ex(c, ex, 0), HEARTBEAT_ERR_INVALID, EINVAL);
+    CHECK_RC_ERRNO(heartbeat_status_ex(c, NULL, sizeof *ex), HEARTBEAT_ERR_INVALID, EINVAL);
+    CHECK_RC_ERRNO(heartbeat_status_ex(-1, ex, sizeof *ex), HEARTBEAT_ERR_TCP_INFO, EBADF);
+    for (size_t i = 0; i < sizeof buf; i++)
+        CHECK_EQ(buf[i], SENTINEL);
+    rc = 0;
+cleanup:
+    if (c >= 0) close(c);
+    if (s >= 0) close(s);
+    return rc;
+}
+
+/* A reader that stops reading: its window shuts while we have data to
+ * send, its kernel answers the window probes. STALLED (not PROBING, not
+ * ALIVE) for the whole observation, through both functions; ALIVE again
+ * once it reads. On loopback; the cut-link cases are in c-tests/net/. */
+static int test_stalled_reader_on_loopback(void)
+{
+    int rc = 1, c = -1, s = -1, samples = 0, stalled = 0;
+    static char chunk[65536];
+    struct heartbeat_status_ex ex;
+    struct heartbeat_status st;
+    CHECK(tcp_pair(0, &c, &s) == 0);
+    for (int i = 0; i < 1000; i++) /* bounded: 64 MiB at most */
+        if (send(c, chunk, sizeof chunk, MSG_DONTWAIT) < 0)
+            break;
+    CHECK(errno == EAGAIN || errno == EWOULDBLOCK);
+    long long t0 = now_ns();
+    while (now_ns() - t0 < 3000000000LL) { /* 3 s: several probe intervals */
+        CHECK_EQ(heartbeat_status_ex(c, &ex, sizeof ex), HEARTBEAT_OK);
+        samples++;
+        if (ex.peer == HEARTBEAT_PEER_STALLED) {
+            stalled++;
+        } else if (now_ns() - t0 > 500000000LL) { /* after the first ACKs */
+            fprintf(stderr, "  at %lld ms: %s probes %u window %u notsent %u unacked %u last ack %u ms\n",
+                    (now_ns() - t0) / 1000000, peer_name(ex.peer), ex.probes, ex.peer_window,
+                    ex.notsent_bytes, ex.unacked, ex.last_ack_recv_ms);
+            CHECK_PEER(ex, HEARTBEAT_PEER_STALLED);
+        }
+        sleep_ms(10);
+    }
+    CHECK_EQ(ex.peer_window, 0);
+    CHECK(ex.notsent_bytes > 0 || ex.unacked > 0);
+    CHECK_EQ(heartbeat_status(c, &st), HEARTBEAT_OK);
+    CHECK_PEER(st, HEARTBEAT_PEER_STALLED);
+    fprintf(stderr, "  %d of %d samples STALLED; window %u, notsent %u, last ack %u ms ago\n", stalled,
+            samples, ex.peer_window, ex.notsent_bytes, ex.last_ack_recv_ms);
+    /* The reader reads: the window opens, the data flows. */
+    for (int i = 0; i < 100000; i++)
+        if (recv(s, chunk, sizeof chunk, MSG_DONTWAIT) <= 0)
+            break;
+    CHECK_EQ(status_leaving(c, HEARTBEAT_PEER_STALLED, &st), HEARTBEAT_OK);
+    CHECK_PEER(st, HEARTBEAT_PEER_ALIVE);
+    rc = 0;
+cleanup:
+    if (c >= 0) close(c);
+    if (s >= 0) close(s);
+    return rc;
+}
+
 int main(void)
 {
     RUN(test_null_out_is_invalid);
@@ -270,5 +423,9 @@ int main(void)
     RUN(test_reset_hands_the_consumed_error_back);
     RUN(test_recv_and_peek_consume_the_error);
     RUN(test_refused_connect_is_reset);
+    RUN(test_disconnected_socket_is_not_connected_at_once);
+    RUN(test_reset_of_a_silent_accepted_socket_is_reset);
+    RUN(test_status_ex_sizes);
+    RUN(test_stalled_reader_on_loopback);
     return CHECK_EXIT();
 }

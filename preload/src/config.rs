@@ -6,7 +6,7 @@
 use std::ffi::{c_int, OsStr, OsString};
 use std::fmt;
 
-use heartbeat::keepalive::{self, Config};
+use heartbeat::keepalive::{self, Config, SlowReaders};
 
 /// Which intercepted calls configure a socket (a bit set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +72,7 @@ pub const IDLE: &str = "HEARTBEAT_IDLE";
 pub const INTVL: &str = "HEARTBEAT_INTVL";
 pub const CNT: &str = "HEARTBEAT_CNT";
 pub const USER_TIMEOUT: &str = "HEARTBEAT_USER_TIMEOUT";
+pub const WITHIN: &str = "HEARTBEAT_WITHIN";
 pub const HOOKS: &str = "HEARTBEAT_HOOKS";
 pub const DEBUG: &str = "HEARTBEAT_DEBUG";
 
@@ -124,6 +125,7 @@ pub fn parse(
     let intvl = var(INTVL);
     let cnt = var(CNT);
     let ut = var(USER_TIMEOUT);
+    let within_v = var(WITHIN);
     let hooks_v = var(HOOKS);
     let debug_v = var(DEBUG);
 
@@ -152,6 +154,24 @@ pub fn parse(
             None => return invalid(USER_TIMEOUT, v, USER_TIMEOUT_RANGE),
         },
     };
+    // The whole configuration from one deadline, computed by the library
+    // itself (heartbeat_config_within()), which also says what is valid.
+    let within = match &within_v {
+        None => None,
+        Some(v) => match number(v, 0, i64::from(u32::MAX))
+            .and_then(|ms| keepalive::config_within(ms as u32, SlowReaders::TimeOut).ok())
+        {
+            Some(cfg) => Some(cfg),
+            None => {
+                let range = format!(
+                    "milliseconds {}..{}",
+                    keepalive::WITHIN_MIN_MS,
+                    keepalive::WITHIN_MAX_MS
+                );
+                return invalid(WITHIN, v, &range);
+            }
+        },
+    };
     let hooks = match &hooks_v {
         None => Hooks::DEFAULT,
         Some(v) => match hooks(v) {
@@ -167,7 +187,23 @@ pub fn parse(
         },
     };
 
-    if idle.is_none() && intvl.is_none() && cnt.is_none() && ut.is_none() {
+    let timers_set = [
+        (IDLE, &idle),
+        (INTVL, &intvl),
+        (CNT, &cnt),
+        (USER_TIMEOUT, &ut),
+    ];
+    if let Some(cfg) = within {
+        // It decides all four: a second source would be a guess.
+        if let Some((name, _)) = timers_set.iter().find(|(_, v)| v.is_some()) {
+            return State::Invalid(format!(
+                "{WITHIN} cannot be combined with {name} (it sets idle, interval, count and user timeout itself); \
+                 no socket of this process will be changed"
+            ));
+        }
+        return State::Active(Settings { cfg, hooks, debug });
+    }
+    if timers_set.iter().all(|(_, v)| v.is_none()) {
         return State::Unset { debug };
     }
     // Unset timers keep the values a new socket has anyway: the kernel's
@@ -378,6 +414,55 @@ mod tests {
         // Long values are shortened in the message.
         let long = "9".repeat(200);
         assert!(invalid_msg(&[(IDLE, &long)]).len() < 200);
+    }
+
+    #[test]
+    fn within_is_the_library_s_configuration() {
+        for ms in ["10000", "3000", "0002785", "86400000"] {
+            let s = active(&[(WITHIN, ms), (HOOKS, "accept")]);
+            let want = keepalive::config_within(ms.parse().unwrap(), SlowReaders::TimeOut).unwrap();
+            assert_eq!(s.cfg, want, "{ms}");
+            assert_eq!(s.hooks, Hooks::ACCEPT);
+        }
+        assert_eq!(active(&[(WITHIN, "10000")]).cfg.user_timeout_ms, 8000);
+        // No kernel default is read: the deadline decides everything.
+        let st = parse(
+            |n| (n == WITHIN).then(|| "5000".into()),
+            || panic!("defaults read for HEARTBEAT_WITHIN"),
+        );
+        assert!(matches!(st, State::Active(_)), "{st:?}");
+    }
+
+    #[test]
+    fn within_out_of_range_or_combined_is_invalid() {
+        for bad in [
+            "",
+            "0",
+            "2784",
+            "86400001",
+            "4294967295",
+            "4294967296",
+            "10s",
+            "-1",
+            " 10000",
+        ] {
+            let m = invalid_msg(&[(WITHIN, bad)]);
+            assert!(
+                m.starts_with("HEARTBEAT_WITHIN=") && m.contains("milliseconds 2785..86400000"),
+                "{bad:?}: {m}"
+            );
+        }
+        for other in [IDLE, INTVL, CNT, USER_TIMEOUT] {
+            let v = if other == USER_TIMEOUT { "auto" } else { "5" };
+            let m = invalid_msg(&[(WITHIN, "10000"), (other, v)]);
+            assert!(
+                m.starts_with("HEARTBEAT_WITHIN cannot be combined with") && m.contains(other),
+                "{other}: {m}"
+            );
+        }
+        // The other variables are still checked first.
+        assert!(invalid_msg(&[(WITHIN, "10000"), (HOOKS, "read")]).starts_with("HEARTBEAT_HOOKS="));
+        assert!(invalid_msg(&[(WITHIN, "1"), (IDLE, "5")]).starts_with("HEARTBEAT_WITHIN="));
     }
 
     #[test]

@@ -27,7 +27,7 @@
 
 use std::ffi::{c_int, c_void, CStr};
 use std::fmt::Write as _;
-use std::os::fd::RawFd;
+use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 
@@ -203,7 +203,13 @@ enum Kind {
 
 /// The kind of an existing fd: one getsockopt(SO_PROTOCOL).
 fn kind(fd: RawFd) -> Kind {
-    match heartbeat::keepalive::protocol(fd) {
+    if fd < 0 {
+        return Kind::Unreadable(libc::EBADF); // what getsockopt() would say
+    }
+    // SAFETY: not -1; the program's own fd for the intercepted call, only
+    // passed to getsockopt(), which answers EBADF if it is not open.
+    let fd = unsafe { BorrowedFd::borrow_raw(fd) };
+    match heartbeat::keepalive::protocol(&fd) {
         Ok(libc::IPPROTO_TCP) => Kind::Tcp,
         Ok(p) => Kind::NotTcp(p),
         Err(e) => Kind::Unreadable(e),
@@ -222,7 +228,9 @@ fn configure(s: &Settings, call: &str, fd: RawFd, kind: Kind) {
     let e = errno();
     let _ = catch_unwind(AssertUnwindSafe(|| match kind {
         Kind::Tcp => {
-            let r = heartbeat::keepalive::apply(fd, &s.cfg);
+            // SAFETY: Kind::Tcp comes from a successful socket()/accept()
+            // or SO_PROTOCOL read: an open fd (>= 0), held for the call.
+            let r = heartbeat::keepalive::apply(&unsafe { BorrowedFd::borrow_raw(fd) }, &s.cfg);
             if s.debug {
                 let c = &s.cfg;
                 let head = format_args!(

@@ -4,7 +4,23 @@ use std::ffi::{c_char, c_int, c_uint};
 
 use super::{guard, guard_value, message, out_ref};
 use crate::error::{Error, Result};
-use crate::keepalive::{self, Config};
+use crate::keepalive::{self, Config, SlowReaders};
+
+/// `heartbeat_within()` flag: keepalive only, no TCP_USER_TIMEOUT. A peer
+/// that is alive but has stopped reading (HEARTBEAT_PEER_STALLED) is then
+/// never declared dead. The cost: neither is a peer that vanishes while
+/// data is unacknowledged or waiting for its window, until the kernel's own
+/// retransmission limit (net.ipv4.tcp_retries2: about 15 minutes of
+/// retransmissions, or 15 unanswered window probes up to 120 s apart);
+/// `heartbeat_status()` reports HEARTBEAT_PEER_PROBING meanwhile. Idle
+/// connections are covered exactly as without the flag.
+pub const HEARTBEAT_WITHIN_KEEP_SLOW_READERS: c_uint = 1;
+/// Smallest `ms` that `heartbeat_within()` accepts: with keepalive's whole
+/// seconds (idle 1, intvl 1, cnt 1, user timeout 2000 ms) and every kernel
+/// timer at its latest, no smaller deadline can be guaranteed.
+pub const HEARTBEAT_WITHIN_MIN_MS: c_uint = 2785;
+/// Largest `ms` that `heartbeat_within()` accepts (24 hours).
+pub const HEARTBEAT_WITHIN_MAX_MS: c_uint = 86400000;
 
 /// The keepalive settings of one socket, as read by `heartbeat_get()` and
 /// written by `heartbeat_apply()`. A plain value: the caller owns it.
@@ -87,7 +103,7 @@ impl TryFrom<&heartbeat_config> for Config {
 /// Never retries, never blocks. Thread-safe. The fd is borrowed, never closed.
 #[no_mangle]
 pub extern "C" fn heartbeat(fd: c_int, idle: c_int, intvl: c_int, cnt: c_int) -> c_int {
-    guard(|| keepalive::enable(fd, idle, intvl, cnt))
+    guard(|| keepalive::enable_raw(fd, idle, intvl, cnt))
 }
 
 /// Turns TCP keepalive off on `fd` (one setsockopt() of SO_KEEPALIVE = 0).
@@ -99,13 +115,20 @@ pub extern "C" fn heartbeat(fd: c_int, idle: c_int, intvl: c_int, cnt: c_int) ->
 /// keeps keepalive off. Thread-safe.
 #[no_mangle]
 pub extern "C" fn heartbeat_disable(fd: c_int) -> c_int {
-    guard(|| keepalive::disable(fd))
+    guard(|| keepalive::disable_raw(fd))
 }
 
 /// Reads the five keepalive settings of `fd` into `*out` (five getsockopt()
 /// calls: TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT,
 /// SO_KEEPALIVE). Values never set on the socket read as the kernel's
-/// defaults.
+/// defaults, which may be beyond what `heartbeat_apply()` accepts (a
+/// namespace's net.ipv4.tcp_keepalive_time can be 40000): applying such a
+/// result fails with that field's code and changes nothing.
+///
+/// An MPTCP socket (IPPROTO_MPTCP) has no TCP_USER_TIMEOUT: the kernel
+/// refuses it with EOPNOTSUPP, the library then reads SO_PROTOCOL (a sixth
+/// call) and reports `user_timeout_ms` 0, the kernel's default behaviour,
+/// which is what such a socket has.
 ///
 /// `*out` is written only on success. Returns HEARTBEAT_OK;
 /// HEARTBEAT_ERR_INVALID if `out` is NULL; otherwise the code of the option
@@ -115,7 +138,7 @@ pub extern "C" fn heartbeat_disable(fd: c_int) -> c_int {
 pub extern "C" fn heartbeat_get(fd: c_int, out: *mut heartbeat_config) -> c_int {
     guard(|| {
         let out = out_ref(out)?;
-        *out = keepalive::get(fd)?.into();
+        *out = keepalive::get_raw(fd)?.into();
         Ok(())
     })
 }
@@ -129,17 +152,99 @@ pub extern "C" fn heartbeat_get(fd: c_int, out: *mut heartbeat_config) -> c_int 
 /// new ones set (ten system calls; the reads are what makes all-or-nothing
 /// possible). If the kernel refuses any option, the options already changed
 /// are set back to their previous values, and the refused option's code is
-/// returned with the errno of the refused call. After HEARTBEAT_OK,
-/// `heartbeat_get()` returns exactly `*cfg`. `*cfg` is not modified.
-/// Thread-safe (but two threads configuring the same fd at once race, as
-/// with setsockopt() itself).
+/// returned with the errno of the refused call. If they cannot all be set
+/// back exactly (a previous value beyond setsockopt()'s range, such as idle
+/// 40000 inherited from a namespace's sysctl, or a restoring call refused
+/// too), HEARTBEAT_ERR_ROLLBACK is returned instead, with the refused
+/// call's errno: each option then has its previous or its new value. After
+/// HEARTBEAT_OK, `heartbeat_get()` returns exactly `*cfg`. `*cfg` is not
+/// modified. Thread-safe (but two threads configuring the same fd at once
+/// race, as with setsockopt() itself).
+///
+/// MPTCP sockets have no TCP_USER_TIMEOUT: with `user_timeout_ms` 0 the
+/// other four options are set, all or nothing (six reads, four writes);
+/// any other value returns HEARTBEAT_ERR_USER_TIMEOUT with errno EOPNOTSUPP
+/// and changes nothing.
 #[no_mangle]
 pub extern "C" fn heartbeat_apply(fd: c_int, cfg: *const heartbeat_config) -> c_int {
     guard(|| {
         // SAFETY: the caller promised that a non-NULL `cfg` points to a config.
         let c = unsafe { cfg.as_ref() }.ok_or(Error::Invalid)?;
-        keepalive::apply(fd, &Config::try_from(c)?)
+        keepalive::apply_raw(fd, &Config::try_from(c)?)
     })
+}
+
+/// The configuration that `heartbeat_within(fd, ms, flags)` applies, in
+/// `*out`; pure function, no system call. Keepalive (enabled 1, idle,
+/// intvl, cnt) and `user_timeout_ms` = `heartbeat_deadline_ms(idle, intvl,
+/// cnt)` (0 with HEARTBEAT_WITHIN_KEEP_SLOW_READERS), chosen so that a peer
+/// that vanishes is declared dead no later than `ms` after the last segment
+/// received from it (or after the send of the oldest data it left
+/// unacknowledged), and never earlier than `user_timeout_ms` after it. The
+/// deadline is the largest whole number of seconds that meets `ms` with
+/// every kernel timer at its latest; it never decreases when `ms` grows.
+/// Examples: 3000 gives 1/1/1 and 2000 ms, 5000 gives 1/1/3 and 4000 ms,
+/// 10000 gives 5/1/3 and 8000 ms.
+///
+/// `*out` is written only on success. Returns HEARTBEAT_OK;
+/// HEARTBEAT_ERR_INVALID (errno EINVAL) if `out` is NULL or `flags` has a
+/// bit other than HEARTBEAT_WITHIN_KEEP_SLOW_READERS; HEARTBEAT_ERR_WITHIN
+/// (errno EINVAL) if `ms` is outside
+/// HEARTBEAT_WITHIN_MIN_MS..HEARTBEAT_WITHIN_MAX_MS. Thread-safe.
+#[no_mangle]
+pub extern "C" fn heartbeat_config_within(
+    ms: c_uint,
+    flags: c_uint,
+    out: *mut heartbeat_config,
+) -> c_int {
+    guard(|| {
+        let out = out_ref(out)?;
+        *out = keepalive::config_within(ms, slow_readers(flags)?)?.into();
+        Ok(())
+    })
+}
+
+/// "Tell me within `ms` milliseconds that the peer is gone": configures
+/// keepalive and TCP_USER_TIMEOUT on `fd`, all or nothing, exactly as
+/// `heartbeat_apply()` of what `heartbeat_config_within(ms, flags, ...)`
+/// returns (five getsockopt() and five setsockopt() calls; on failure the
+/// socket is as before, or HEARTBEAT_ERR_ROLLBACK says it could not be).
+///
+/// What it guarantees (Linux, measured on a cut link in `make test`): a
+/// peer that vanishes is declared dead (ETIMEDOUT: a blocked recv()
+/// returns -1, poll() reports POLLERR) no later than `ms` after the last
+/// segment received from it when the connection was idle, and no later
+/// than `ms` after the send of the oldest unacknowledged data when data was
+/// in flight (for a peer that vanished right after its last answer, the
+/// same moment). Never earlier than `user_timeout_ms` (see
+/// `heartbeat_config_within()`) after it. The in-flight case assumes steady
+/// round trips of at most 20 ms and the default minimum RTO; longer paths
+/// add about three round trips.
+///
+/// The price of the user timeout: a peer that is alive but stops reading
+/// while you have data to send (zero window, HEARTBEAT_PEER_STALLED) is
+/// declared dead too, about `user_timeout_ms` after its window closed. With
+/// HEARTBEAT_WITHIN_KEEP_SLOW_READERS it is not (see there for the cost).
+///
+/// Returns HEARTBEAT_OK; HEARTBEAT_ERR_WITHIN (errno EINVAL) for an `ms`
+/// out of range and HEARTBEAT_ERR_INVALID (errno EINVAL) for an unknown
+/// flag, both before any system call; otherwise as `heartbeat_apply()` (a
+/// non-TCP fd: HEARTBEAT_ERR_IDLE; an MPTCP socket without
+/// HEARTBEAT_WITHIN_KEEP_SLOW_READERS: HEARTBEAT_ERR_USER_TIMEOUT, errno
+/// EOPNOTSUPP, nothing changed). Thread-safe; the fd is borrowed.
+#[no_mangle]
+pub extern "C" fn heartbeat_within(fd: c_int, ms: c_uint, flags: c_uint) -> c_int {
+    guard(|| keepalive::within_raw(fd, ms, slow_readers(flags)?).map(|_| ()))
+}
+
+/// The flags of `heartbeat_within()`: an unknown bit is invalid, so that a
+/// program written for a later version fails clearly here.
+fn slow_readers(flags: c_uint) -> Result<SlowReaders> {
+    match flags {
+        0 => Ok(SlowReaders::TimeOut),
+        HEARTBEAT_WITHIN_KEEP_SLOW_READERS => Ok(SlowReaders::Keep),
+        _ => Err(Error::Invalid),
+    }
 }
 
 /// Reads the kernel's keepalive defaults for new sockets into `*out`:

@@ -1,5 +1,5 @@
 //! The C ABI: a thin layer that only converts between C values and the safe
-//! core, inside one panic boundary ([`guard`]). One module per C type or
+//! core, inside one panic boundary (`guard`). One module per C type or
 //! family of functions; this one holds the codes and the shared helpers.
 //!
 //! Everything public here is read by cbindgen and becomes `include/heartbeat.h`;
@@ -23,9 +23,9 @@ pub const HEARTBEAT_OK: c_int = 0;
 /// This is also the code for an fd that is not an open TCP socket: every
 /// function that takes an fd touches TCP_KEEPIDLE first, so a negative or
 /// closed fd fails here with EBADF, a pipe or file with ENOTSOCK, a UDP
-/// socket with ENOPROTOOPT (setting) or EOPNOTSUPP (reading), a UNIX socket
-/// with EOPNOTSUPP, before anything is changed. (`heartbeat_disable()` is the
-/// exception: see there.)
+/// socket with ENOPROTOOPT (setting, and reading over IPv6) or EOPNOTSUPP
+/// (reading over IPv4), a UNIX socket with EOPNOTSUPP, before anything is
+/// changed. (`heartbeat_disable()` is the exception: see there.)
 pub const HEARTBEAT_ERR_IDLE: c_int = -1;
 /// TCP_KEEPINTVL could not be set or read, or `intvl` is out of range
 /// (errno EINVAL). Same value as the original recipe.
@@ -37,7 +37,10 @@ pub const HEARTBEAT_ERR_CNT: c_int = -3;
 /// (errno EINVAL). The library never retries a failed call.
 pub const HEARTBEAT_ERR_KEEPALIVE: c_int = -4;
 /// TCP_USER_TIMEOUT could not be set or read, or `user_timeout_ms` is larger
-/// than INT_MAX (errno EINVAL).
+/// than INT_MAX (errno EINVAL). Also `heartbeat_apply()` (and
+/// `heartbeat_within()` without HEARTBEAT_WITHIN_KEEP_SLOW_READERS) of a
+/// non-zero `user_timeout_ms` on an MPTCP socket, which has no user timeout
+/// (errno EOPNOTSUPP; nothing is changed).
 pub const HEARTBEAT_ERR_USER_TIMEOUT: c_int = -5;
 /// A NULL pointer or otherwise meaningless argument. errno is EINVAL and
 /// nothing was changed.
@@ -75,6 +78,21 @@ pub const HEARTBEAT_ERR_PING: c_int = -15;
 /// (errno from pthread_create(), typically EAGAIN).
 pub const HEARTBEAT_ERR_THREAD: c_int = -16;
 
+/// `heartbeat_apply()` (and `heartbeat_within()`): the kernel refused an
+/// option half way and the socket could not be put back exactly as it was,
+/// because a previous value is beyond what setsockopt() accepts (in a
+/// network namespace whose net.ipv4.tcp_keepalive_time is 40000, every new
+/// socket reads idle 40000, and no setsockopt can set that back) or because
+/// a restoring call was refused too. errno is the refused call's (not the
+/// rollback's). Each of the five options holds either its previous or its
+/// new value: read them with `heartbeat_get()`. When the rollback is exact,
+/// the refused option's own code is returned instead.
+pub const HEARTBEAT_ERR_ROLLBACK: c_int = -17;
+/// `heartbeat_within()`, `heartbeat_config_within()`: `ms` is outside
+/// HEARTBEAT_WITHIN_MIN_MS..HEARTBEAT_WITHIN_MAX_MS (errno EINVAL). Nothing
+/// was changed and no system call was made.
+pub const HEARTBEAT_ERR_WITHIN: c_int = -18;
+
 /// Smallest accepted `idle` (seconds).
 pub const HEARTBEAT_IDLE_MIN: c_int = 1;
 /// Largest accepted `idle` (seconds; the kernel's MAX_TCP_KEEPIDLE).
@@ -109,6 +127,8 @@ pub(crate) const fn code_of(e: Error) -> c_int {
         Error::DeadCallback => HEARTBEAT_ERR_DEAD_CALLBACK,
         Error::Ping => HEARTBEAT_ERR_PING,
         Error::Thread(_) => HEARTBEAT_ERR_THREAD,
+        Error::Rollback(_) => HEARTBEAT_ERR_ROLLBACK,
+        Error::Within => HEARTBEAT_ERR_WITHIN,
     }
 }
 
@@ -133,18 +153,26 @@ pub(crate) const fn message(code: c_int) -> &'static str {
         HEARTBEAT_ERR_DEAD_CALLBACK => error::MSG_DEAD_CALLBACK,
         HEARTBEAT_ERR_PING => error::MSG_PING,
         HEARTBEAT_ERR_THREAD => error::MSG_THREAD,
+        HEARTBEAT_ERR_ROLLBACK => error::MSG_ROLLBACK,
+        HEARTBEAT_ERR_WITHIN => error::MSG_WITHIN,
         _ => error::MSG_UNKNOWN,
     }
 }
 
 /// The lowest code in use (for tests that walk every code).
 #[cfg(test)]
-const LOWEST: c_int = HEARTBEAT_ERR_THREAD;
+const LOWEST: c_int = HEARTBEAT_ERR_WITHIN;
 
 /// The panic boundary: runs `f`, turns its error into (code, errno) and a
 /// panic into HEARTBEAT_ERR_INTERNAL. errno is written last, so nothing the
 /// library did after the failing call can clobber it; on success errno is
 /// left alone.
+///
+/// Always inlined into the exported function, so that the function's own
+/// symbol is the frame tools see (valgrind suppressions name it; without
+/// this, an exported function may tail-call a shared instantiation and
+/// vanish from stack traces).
+#[inline(always)]
 pub(crate) fn guard<F: FnOnce() -> Result<()>>(f: F) -> c_int {
     let r = catch_unwind(AssertUnwindSafe(f)).unwrap_or(Err(Error::Internal));
     match r {
@@ -238,10 +266,12 @@ mod tests {
             Error::DeadCallback,
             Error::Ping,
             Error::Thread(7),
+            Error::Rollback(8),
+            Error::Within,
         ];
         let codes: Vec<c_int> = all.iter().map(|e| code_of(*e)).collect();
-        assert_eq!(codes, (-16..=-1).rev().collect::<Vec<c_int>>());
-        assert_eq!(LOWEST, -16);
+        assert_eq!(codes, (-18..=-1).rev().collect::<Vec<c_int>>());
+        assert_eq!(LOWEST, -18);
         for e in all {
             let m = message(code_of(e));
             assert_ne!(m, error::MSG_UNKNOWN);

@@ -28,6 +28,10 @@ pub(crate) const TCP_KEEPCNT: (c_int, c_int) = (libc::IPPROTO_TCP, libc::TCP_KEE
 pub(crate) const TCP_USER_TIMEOUT: (c_int, c_int) = (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT);
 /// The protocol of a socket (IPPROTO_TCP, IPPROTO_UDP, 0 for UNIX, ...).
 pub(crate) const SO_PROTOCOL: (c_int, c_int) = (libc::SOL_SOCKET, libc::SO_PROTOCOL);
+/// Multipath TCP (`socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)`): TCP to the
+/// application, but without TCP_USER_TIMEOUT (Linux answers getsockopt with
+/// EOPNOTSUPP and setsockopt with ENOPROTOOPT, measured on 6.18).
+pub(crate) const IPPROTO_MPTCP: c_int = libc::IPPROTO_MPTCP;
 
 /// The calling thread's `errno`.
 pub fn errno() -> Errno {
@@ -68,6 +72,12 @@ pub(crate) fn setsockopt<T: Copy>(fd: RawFd, opt: (c_int, c_int), value: T) -> R
 /// `T` must be a plain C value type for which every bit pattern is valid
 /// (an `int`, `struct tcp_info`). Bytes the kernel does not write are zero.
 pub(crate) fn getsockopt<T: Copy>(fd: RawFd, opt: (c_int, c_int)) -> Result<T, Errno> {
+    getsockopt_len(fd, opt).map(|(v, _)| v)
+}
+
+/// [`getsockopt`], also returning how many bytes the kernel wrote (an older
+/// kernel writes a shorter `struct tcp_info`).
+pub(crate) fn getsockopt_len<T: Copy>(fd: RawFd, opt: (c_int, c_int)) -> Result<(T, usize), Errno> {
     let mut value = MaybeUninit::<T>::zeroed();
     let mut len = size_of::<T>() as libc::socklen_t;
     // SAFETY: the pointer and length describe `value`, which is zeroed, so
@@ -85,7 +95,7 @@ pub(crate) fn getsockopt<T: Copy>(fd: RawFd, opt: (c_int, c_int)) -> Result<T, E
         Err(errno())
     } else {
         // SAFETY: zero-initialised, and T accepts any bit pattern (see above).
-        Ok(unsafe { value.assume_init() })
+        Ok((unsafe { value.assume_init() }, len as usize))
     }
 }
 
@@ -110,10 +120,11 @@ pub(crate) const TCP_CLOSING: u8 = 11;
 pub(crate) const TCP_NEW_SYN_RECV: u8 = 12;
 
 /// The prefix of Linux's `struct tcp_info` (include/uapi/linux/tcp.h) up
-/// to `tcpi_segs_in` (Linux 4.2). Defined here rather than taken from
+/// to `tcpi_snd_wnd` (Linux 5.4). Defined here rather than taken from
 /// `libc`, whose definition differs between C libraries: this layout is the
 /// kernel's, and the kernel copies min(its size, ours), so a shorter kernel
-/// struct leaves the tail zero ([`getsockopt`] zero-fills).
+/// struct leaves the tail zero ([`getsockopt`] zero-fills) and the length
+/// it returns says which fields are real ([`TCP_INFO_HAS_SND_WND`]).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 #[allow(dead_code)] // the kernel's full layout; only some fields are read
@@ -156,4 +167,56 @@ pub(crate) struct TcpInfo {
     pub tcpi_bytes_received: u64,
     pub tcpi_segs_out: u32,
     pub tcpi_segs_in: u32,
+    pub tcpi_notsent_bytes: u32, // Linux 4.6
+    pub tcpi_min_rtt: u32,
+    pub tcpi_data_segs_in: u32,
+    pub tcpi_data_segs_out: u32,
+    pub tcpi_delivery_rate: u64,
+    pub tcpi_busy_time: u64,
+    pub tcpi_rwnd_limited: u64,
+    pub tcpi_sndbuf_limited: u64,
+    pub tcpi_delivered: u32,
+    pub tcpi_delivered_ce: u32,
+    pub tcpi_bytes_sent: u64,
+    pub tcpi_bytes_retrans: u64,
+    pub tcpi_dsack_dups: u32,
+    pub tcpi_reord_seen: u32,
+    pub tcpi_rcv_ooopack: u32,
+    pub tcpi_snd_wnd: u32, // Linux 5.4: the peer's window, after scaling (bytes)
 }
+
+/// The length of a `struct tcp_info` that includes `tcpi_snd_wnd`: a
+/// kernel that returns fewer bytes (before 5.4) does not report the peer's
+/// window.
+pub(crate) const TCP_INFO_HAS_SND_WND: usize = std::mem::offset_of!(TcpInfo, tcpi_snd_wnd) + 4;
+
+/// TCP_RTO_MIN and TCP_RTO_MAX (include/net/tcp.h), in milliseconds: the
+/// zero-window probe timer is max(rto, TCP_RTO_MIN) << backoff, at most
+/// TCP_RTO_MAX.
+pub(crate) const TCP_RTO_MIN_MS: u32 = 200;
+pub(crate) const TCP_RTO_MAX_MS: u32 = 120_000;
+
+// --- Kernel timers (heartbeat_within, heartbeat_status) ---
+
+/// How late, at most, a kernel timer of `len_ms` milliseconds fires, for any
+/// HZ from 100 to 1000 (kernel/time/timer.c): the timer wheel has 64 buckets
+/// per level and each level is 8 times coarser, and a timer is put in the
+/// first level whose range covers it, rounded up to that level's
+/// granularity. A timer of L jiffies therefore lands in a bucket at most
+/// 8L/63 jiffies wide (a level starts at 63 buckets of the level below), so
+/// it fires up to 8/63 of its length late, plus up to two jiffies of
+/// rounding (arming within a tick, msecs_to_jiffies rounding up: 20 ms at
+/// HZ=100), plus 10 ms for the timer softirq itself. At HZ=250 a 2.048 s
+/// timer is measured up to 256 ms late; this bound says 291 ms.
+pub(crate) const fn timer_late_ms(len_ms: u32) -> u32 {
+    let wheel = (len_ms as u64 * 8).div_ceil(63);
+    let late = wheel + TIMER_ROUNDING_MS as u64;
+    if late > u32::MAX as u64 {
+        u32::MAX
+    } else {
+        late as u32
+    }
+}
+
+/// Two jiffies at HZ=100 plus the timer softirq (see [`timer_late_ms`]).
+pub(crate) const TIMER_ROUNDING_MS: u32 = 30;
