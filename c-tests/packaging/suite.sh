@@ -186,6 +186,11 @@ cmake_version_check() {
         echo "find_package(heartbeat ${req//;/ }): ${got:-(no result)} (expected $want)"
         [ "$got" = "$want" ] || rc=1
     done
+    got=$(cmake -S c-tests/packaging/cmake/version -B "$PKG_TMP/cmake-version" -DCMAKE_PREFIX_PATH="$PKG_ROOT" \
+        -DREQUEST="$major" -DFAKE_32BIT=ON 2>&1 | sed -n 's/^-- RESULT: //p')
+    rm -rf "$PKG_TMP/cmake-version"
+    echo "find_package(heartbeat $major) from a 32-bit build: $got (expected NOT-FOUND)"
+    [ "$got" = NOT-FOUND ] || rc=1
     return $rc
 }
 run_check cmake-version-file-same-major cmake_version_check
