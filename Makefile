@@ -66,9 +66,8 @@ REALSO  := libheartbeat.so.$(VERSION)
 NATIVE_LIBS := $(B)/native-static-libs
 STATIC_LIBS = $(filter-out -lgcc_s,$(shell cat $(NATIVE_LIBS) 2>/dev/null))
 
-# libheartbeat.so is linked from the LTO-built libheartbeat.a with the
-# symbol versions of heartbeat.map (rustc's own cdylib link cannot take a
-# version script of ours: docs/abi.md); everything else is local.
+# How libheartbeat.so is linked (see lib: below); everything but the
+# functions of heartbeat.map is local.
 SO_LDFLAGS := -shared -Wl,-soname,$(SONAME) -Wl,--version-script=heartbeat.map \
     -Wl,--no-undefined-version -Wl,--no-undefined -Wl,--gc-sections -Wl,--as-needed \
     -Wl,-z,relro,-z,now -Wl,-z,noexecstack
@@ -95,14 +94,29 @@ cargo-build:
 	$(call say,CARGO,release build of the workspace)
 	$(Q)$(CARGO) build $(CARGO_Q) --release --workspace
 
-# Cargo does not perform LTO on a crate that is also an rlib, so the static
-# library is built again alone (cargo rustc --crate-type staticlib); it is
-# copied at once, before any other cargo command can replace
-# target/release/libheartbeat.a with the build above.
+# libheartbeat.a is built with whole-program LTO and one codegen unit
+# (docs/install.md). Cargo performs LTO only for a crate whose crate types
+# all allow it, which a crate that is also an rlib does not, so the static
+# library is built again alone (cargo rustc --crate-type staticlib) with LTO
+# switched on for that command only: the preload library (whose
+# --exclude-libs hiding of the heartbeat_* functions needs them in an
+# archive) and cargo's other outputs stay as they are.
+#
+# libheartbeat.so is linked from the plain build's static library, with the
+# symbol versions of heartbeat.map (rustc's own cdylib link cannot take a
+# version script of ours: docs/abi.md) and --gc-sections. It is not LTO-built:
+# LTO would save 54 KB more, but it inlines the monitor's lock-free slot
+# accessors into the exported functions, and the DRD race check's
+# suppressions (c-tests/monitor/monitor.supp) name those accessors.
+#
+# Each cargo command replaces target/release/libheartbeat.a, so each one's
+# copy is taken at once.
+LTO_CONFIG := --config 'profile.release.lto="fat"' --config profile.release.codegen-units=1
 lib: cargo-build
-	$(call say,CARGO,libheartbeat.a (LTO))
 	$(Q)mkdir -p $(BLIB)
-	$(Q)$(CARGO) rustc $(CARGO_Q) --release -p heartbeat --lib --crate-type staticlib \
+	$(Q)cp -f $(RUSTOUT)/libheartbeat.a $(B)/libheartbeat-for-so.a
+	$(call say,CARGO,libheartbeat.a (LTO))
+	$(Q)$(CARGO) rustc $(CARGO_Q) $(LTO_CONFIG) --release -p heartbeat --lib --crate-type staticlib \
 	    -- --print native-static-libs 2>$(B)/staticlib.log; rc=$$?; \
 	    grep -v -e '^note: ' -e '^$$' $(B)/staticlib.log >&2; [ $$rc = 0 ]
 	$(Q)cp -f $(RUSTOUT)/libheartbeat.a $(BLIB)/libheartbeat.a
@@ -110,7 +124,7 @@ lib: cargo-build
 	$(Q)test -s $(NATIVE_LIBS) || { echo "rustc printed no native-static-libs (see $(B)/staticlib.log)"; exit 1; }
 	$(call say,LD,$(BLIB)/$(REALSO))
 	$(Q)$(CC) $(SO_LDFLAGS) $(LDFLAGS) -o $(BLIB)/$(REALSO) \
-	    -Wl,--whole-archive $(BLIB)/libheartbeat.a -Wl,--no-whole-archive $$(cat $(NATIVE_LIBS))
+	    -Wl,--whole-archive $(B)/libheartbeat-for-so.a -Wl,--no-whole-archive $$(cat $(NATIVE_LIBS))
 	$(Q)ln -sf $(REALSO) $(BLIB)/$(SONAME)
 	$(Q)ln -sf $(SONAME) $(BLIB)/libheartbeat.so
 
