@@ -202,7 +202,7 @@ man_pages_cover_and_lint() {
     for f in $(header_functions); do
         page="$PKG_ROOT/share/man/man3/$f.3"
         [ -f "$page" ] || { echo "no installed man page for $f"; rc=1; continue; }
-        mandoc -T utf8 "$page" | col -b | grep -A1 '^NAME' | grep -q "^ *$f - " ||
+        mandoc -T ascii "$page" | sed 's/.\x08//g' | grep -A1 '^NAME' | grep -q "^ *$f - " ||
             { echo "$page: NAME is not \"$f - ...\""; rc=1; }
     done
     for page in "$PKG_ROOT"/share/man/man3/*.3 "$PKG_ROOT"/share/man/man7/*.7; do
