@@ -191,6 +191,21 @@ cmake_version_check() {
     rm -rf "$PKG_TMP/cmake-version"
     echo "find_package(heartbeat $major) from a 32-bit build: $got (expected NOT-FOUND)"
     [ "$got" = NOT-FOUND ] || rc=1
+    # The major-version rule needs a major above 0 to show: the same version
+    # file, written for 2.1.0, beside a stand-in config.
+    local fake="$PKG_TMP/fake/lib/cmake/heartbeat"
+    mkdir -p "$fake"
+    sed -e 's|@VERSION@|2.1.0|g' -e 's|@MAJOR@|2|g' -e "s|@SIZEOF_VOID_P@|$(getconf LONG_BIT | sed 's/64/8/; s/32/4/')|g" \
+        cmake/heartbeat-config-version.cmake.in >"$fake/heartbeat-config-version.cmake"
+    echo 'set(heartbeat_FOUND TRUE)' >"$fake/heartbeat-config.cmake"
+    for req in 2 2.0 2.1.0 1 1.9 2.2 3 "1.0...3.0" "2.0...3.0" "2.1...<2.1.0"; do
+        case "$req" in 2 | 2.0 | 2.1.0 | "2.0...3.0") want="FOUND 2.1.0" ;; *) want="NOT-FOUND" ;; esac
+        got=$(cmake -S c-tests/packaging/cmake/version -B "$PKG_TMP/cmake-version" -DCMAKE_PREFIX_PATH="$PKG_TMP/fake" \
+            -DREQUEST="$req" 2>&1 | sed -n 's/^-- RESULT: //p')
+        rm -rf "$PKG_TMP/cmake-version"
+        echo "installed 2.1.0, find_package(heartbeat $req): ${got:-(no result)} (expected $want)"
+        [ "$got" = "$want" ] || rc=1
+    done
     return $rc
 }
 run_check cmake-version-file-same-major cmake_version_check
