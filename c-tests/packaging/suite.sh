@@ -261,19 +261,26 @@ run_check man-pages-are-fresh man_pages_are_fresh
 versions_on_every_export() {
     # Every function of the header is exported with a version node of
     # heartbeat.map, in the build tree and installed; nothing else is.
-    local so rc=0 f ver nodes newest
+    local so rc=0 f ver nodes newest released add
     nodes=$(sed -n 's/^\(HEARTBEAT_[0-9.]*\) {.*/\1/p' heartbeat.map)
     newest=$(echo "$nodes" | tail -n1)
     echo "nodes in heartbeat.map: $(echo $nodes)"
+    # Where a new function goes: the newest node while its release is not
+    # out (CHANGELOG.md), else a new node for the next minor release.
+    released=$(sed -n 's/^## \[\([0-9]*\.[0-9]*\)\.[0-9]*\] - .*/\1/p' CHANGELOG.md | head -n1)
+    if [ "HEARTBEAT_$released" = "$newest" ] || [ -z "$newest" ]; then
+        add="open the node of the next release with the line \"HEARTBEAT_${released%.*}.$((${released#*.} + 1)) { global: %s; } $newest;\" at the end of heartbeat.map"
+    else
+        add="add the line \"    %s;\" to the node $newest of heartbeat.map"
+    fi
     for so in build/lib/libheartbeat.so "$PKG_LIB/libheartbeat.so.$VERSION"; do
         objdump -T "$so" | awk '$4 != "*UND*" && $NF ~ /^heartbeat/' >"$PKG_TMP/exports"
         cat "$PKG_TMP/exports"
         for f in $(header_functions); do
             ver=$(awk -v f="$f" '$NF == f { print $(NF - 1) }' "$PKG_TMP/exports")
             if [ -z "$ver" ]; then
-                echo "$so: $f is not exported: it has no version node. Add the line \"    $f;\" to the newest"
-                echo "  node of heartbeat.map ($newest, if it is not released yet; after a release open the next"
-                echo "  one: \"HEARTBEAT_X.Y { global: $f; } $newest;\", see docs/abi.md)"
+                # shellcheck disable=SC2059
+                printf "%s: %s is not exported, it has no version node: $add (docs/abi.md)\n" "$so" "$f" "$f"
                 rc=1
             elif ! echo "$nodes" | grep -qx "$ver"; then
                 echo "$so: $f has version \"$ver\", not a node of heartbeat.map"
