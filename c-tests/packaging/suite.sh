@@ -328,7 +328,7 @@ run_check header-version-macros-equal-cargo-toml header_version_is_cargo_toml
 header_first_line_is_true() {
     # Every file or directory the header's opening comment names exists.
     local named rc=0 p
-    named=$(sed -n '1,/\*\//p' include/heartbeat.h | grep -oE '[A-Za-z0-9_.-]+(/[A-Za-z0-9_.*-]*)+|[A-Za-z0-9_-]+\.(rs|toml)')
+    named=$(sed -n '1,/\*\//p' include/heartbeat.h | grep -oE '[A-Za-z0-9_.-]+(/[A-Za-z0-9_.*-]*)+|[A-Za-z0-9_-]+\.(rs|toml)' | sed 's/\.$//')
     [ -n "$named" ] || { echo "the opening comment names no source"; return 1; }
     for p in $named; do
         # shellcheck disable=SC2086
