@@ -5,8 +5,9 @@
 //! - the man pages man/man3/*.3 and man/man7/*.7 (man/generate.rs);
 //!
 //! and gives rustc's shared object its soname. Copies of both go to OUT_DIR,
-//! where the freshness tests compare them with the committed files; the
-//! committed files are rewritten only when their bytes change.
+//! where the freshness tests compare them with the committed files (the
+//! newest OUT_DIR/generated stamp says which OUT_DIR); the committed files
+//! are rewritten only when their bytes change.
 
 use std::path::PathBuf;
 
@@ -74,6 +75,9 @@ fn main() {
     for d in [out.join("man"), dir.join("man")] {
         man::sync(&d, &pages).unwrap_or_else(|e| panic!("writing {}: {e}", d.display()));
     }
+    // Marks this OUT_DIR as the newest generation (the freshness tests pick
+    // the most recently stamped one: unchanged files keep their old times).
+    std::fs::write(out.join("generated"), "").expect("OUT_DIR/generated");
 }
 
 /// The version macros of the header, documented like every other item.

@@ -8,7 +8,10 @@ header_is_fresh() {
     # build.rs regenerated include/heartbeat.h during this build; it must be
     # byte-identical to the OUT_DIR copy and to the committed file.
     local gen
-    gen=$(ls -t target/release/build/heartbeat-*/out/heartbeat.h 2>/dev/null | head -n1)
+    # The OUT_DIR build.rs last ran in (it stamps it: an unchanged header
+    # keeps its old time).
+    gen=$(ls -t target/release/build/heartbeat-*/out/generated 2>/dev/null | head -n1)
+    gen=${gen:+$(dirname "$gen")/heartbeat.h}
     [ -n "$gen" ] || { echo "no generated header in target/"; return 1; }
     cmp "$gen" include/heartbeat.h || return 1
     if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && git cat-file -e HEAD:include/heartbeat.h 2>/dev/null; then

@@ -235,8 +235,9 @@ man_pages_are_fresh() {
     # build.rs wrote the pages twice during this build: into OUT_DIR and
     # into man/. Both must be the committed ones.
     local gen rc=0 f rel
-    gen=$(ls -td target/release/build/heartbeat-*/out/man 2>/dev/null | head -n1)
+    gen=$(ls -t target/release/build/heartbeat-*/out/generated 2>/dev/null | head -n1)
     [ -n "$gen" ] || { echo "no generated man pages in target/: build first (make)"; return 1; }
+    gen=$(dirname "$gen")/man
     for f in "$gen"/man3/*.3 "$gen"/man7/*.7; do
         rel=man/${f#"$gen"/}
         cmp -s "$f" "$rel" || { echo "$rel differs from what the build generates: run make"; rc=1; }
