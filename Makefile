@@ -152,7 +152,11 @@ bench: lib $(BENCH_BINS)
 
 # --- install -------------------------------------------------------------
 # `make install` installs what `make` built and never builds: the files below
-# must exist. heartbeat.pc and the CMake files are written here, from the
+# must exist. A subject's rules.mk adds its own files with
+# `define INSTALL_EXTRA +=` / `define UNINSTALL_EXTRA +=` (one recipe line
+# each; c-tests/preload/rules.mk does): they run after the library's, create
+# their own directories ($(DESTDIR)$(BINDIR), $(DESTDIR)$(MANDIR)/man8, ...)
+# and install programs and shared objects with $(INSTALL_ELF). heartbeat.pc and the CMake files are written here, from the
 # install variables; paths in them are relative to the prefix (pkg-config's
 # ${prefix}, the CMake file's own location), so a staged tree can move.
 INSTALL_NEEDS := $(BLIB)/$(REALSO) $(BLIB)/libheartbeat.a $(NATIVE_LIBS)
