@@ -166,31 +166,36 @@ cmake_static() {
 }
 run_check cmake-static-target-builds-and-runs cmake_static
 
+# $1: the prefix, $2...: "request=expected" pairs (request words joined by
+# ",", "-" for no version; expected "FOUND X.Y.Z" or "NOT-FOUND"). One
+# CMake run answers them all; FAKE_32BIT=ON in the environment asks as a
+# 32-bit build would.
+find_package_answers() {
+    local prefix=$1 pair reqs="" rc=0 got
+    shift
+    for pair in "$@"; do reqs="$reqs${reqs:+|}${pair%%=*}"; done
+    cmake -S c-tests/packaging/cmake/version -B "$PKG_TMP/cmake-version" -DCMAKE_PREFIX_PATH="$prefix" \
+        -DREQUESTS="$reqs" -DFAKE_32BIT="${FAKE_32BIT:-OFF}" >"$PKG_TMP/cmake-version.log" 2>&1
+    rm -rf "$PKG_TMP/cmake-version"
+    for pair in "$@"; do
+        got=$(sed -n "s/^-- RESULT ${pair%%=*}: //p" "$PKG_TMP/cmake-version.log")
+        echo "find_package(heartbeat ${pair%%=*}) with $prefix${FAKE_32BIT:+ (32-bit)}: ${got:-(no result)}, expected ${pair#*=}"
+        [ "$got" = "${pair#*=}" ] || rc=1
+    done
+    return $rc
+}
+
 cmake_version_check() {
     # find_package(heartbeat REQUEST CONFIG): the same major version, and
     # not older than requested; EXACT and ranges as CMake defines them.
     command -v cmake >/dev/null || { echo "cmake is missing (apt-get install cmake)"; return 1; }
-    local major=$MAJOR minor=${VERSION#*.} next req want got rc=0
+    local major=$MAJOR minor=${VERSION#*.} next rc=0 yes="FOUND $VERSION"
     minor=${minor%%.*}
     next="$major.$((minor + 1))"
-    for req in "" "$major" "$major.$minor" "$major.0" "$VERSION;EXACT" "$major.$minor...$((major + 1)).0" \
-        "$next" "$((major + 1))" "$major.$minor;EXACT" "$next...$((major + 1))" "$major.0...<$VERSION"; do
-        case "$req" in
-            "" | "$major" | "$major.$minor" | "$major.0" | "$VERSION;EXACT" | "$major.$minor...$((major + 1)).0")
-                want="FOUND $VERSION" ;;
-            *) want="NOT-FOUND" ;;
-        esac
-        got=$(cmake -S c-tests/packaging/cmake/version -B "$PKG_TMP/cmake-version" -DCMAKE_PREFIX_PATH="$PKG_ROOT" \
-            -DREQUEST="$req" 2>&1 | sed -n 's/^-- RESULT: //p')
-        rm -rf "$PKG_TMP/cmake-version"
-        echo "find_package(heartbeat ${req//;/ }): ${got:-(no result)} (expected $want)"
-        [ "$got" = "$want" ] || rc=1
-    done
-    got=$(cmake -S c-tests/packaging/cmake/version -B "$PKG_TMP/cmake-version" -DCMAKE_PREFIX_PATH="$PKG_ROOT" \
-        -DREQUEST="$major" -DFAKE_32BIT=ON 2>&1 | sed -n 's/^-- RESULT: //p')
-    rm -rf "$PKG_TMP/cmake-version"
-    echo "find_package(heartbeat $major) from a 32-bit build: $got (expected NOT-FOUND)"
-    [ "$got" = NOT-FOUND ] || rc=1
+    find_package_answers "$PKG_ROOT" "-=$yes" "$major=$yes" "$major.$minor=$yes" "$major.0=$yes" \
+        "$VERSION,EXACT=$yes" "$major.$minor...$((major + 1)).0=$yes" "$next=NOT-FOUND" "$((major + 1))=NOT-FOUND" \
+        "$major.$minor,EXACT=NOT-FOUND" "$next...$((major + 1))=NOT-FOUND" "$major.0...<$VERSION=NOT-FOUND" || rc=1
+    FAKE_32BIT=ON find_package_answers "$PKG_ROOT" "$major=NOT-FOUND" || rc=1
     # The major-version rule needs a major above 0 to show: the same version
     # file, written for 2.1.0, beside a stand-in config.
     local fake="$PKG_TMP/fake/lib/cmake/heartbeat"
@@ -198,14 +203,9 @@ cmake_version_check() {
     sed -e 's|@VERSION@|2.1.0|g' -e 's|@MAJOR@|2|g' -e "s|@SIZEOF_VOID_P@|$(getconf LONG_BIT | sed 's/64/8/; s/32/4/')|g" \
         cmake/heartbeat-config-version.cmake.in >"$fake/heartbeat-config-version.cmake"
     echo 'set(heartbeat_FOUND TRUE)' >"$fake/heartbeat-config.cmake"
-    for req in 2 2.0 2.1.0 1 1.9 2.2 3 "1.0...3.0" "2.0...3.0" "2.1...<2.1.0"; do
-        case "$req" in 2 | 2.0 | 2.1.0 | "2.0...3.0") want="FOUND 2.1.0" ;; *) want="NOT-FOUND" ;; esac
-        got=$(cmake -S c-tests/packaging/cmake/version -B "$PKG_TMP/cmake-version" -DCMAKE_PREFIX_PATH="$PKG_TMP/fake" \
-            -DREQUEST="$req" 2>&1 | sed -n 's/^-- RESULT: //p')
-        rm -rf "$PKG_TMP/cmake-version"
-        echo "installed 2.1.0, find_package(heartbeat $req): ${got:-(no result)} (expected $want)"
-        [ "$got" = "$want" ] || rc=1
-    done
+    find_package_answers "$PKG_TMP/fake" "2=FOUND 2.1.0" "2.0=FOUND 2.1.0" "2.1.0=FOUND 2.1.0" \
+        "2.0...3.0=FOUND 2.1.0" "1=NOT-FOUND" "1.9=NOT-FOUND" "2.2=NOT-FOUND" "3=NOT-FOUND" \
+        "1.0...3.0=NOT-FOUND" "2.1...<2.1.0=NOT-FOUND" || rc=1
     return $rc
 }
 run_check cmake-version-file-same-major cmake_version_check
