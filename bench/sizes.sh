@@ -3,7 +3,8 @@
 # quotes these figures.
 echo "Installed sizes (a staged make install; bytes)"
 SIZES_TMP=$(mktemp -d)
-make -s install DESTDIR="$SIZES_TMP" PREFIX=/usr >/dev/null
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s install DESTDIR="$SIZES_TMP" PREFIX=/usr LIBDIR=/usr/lib \
+    PKGCONFIGDIR=/usr/lib/pkgconfig >/dev/null
 for f in libheartbeat.so.* libheartbeat.a libheartbeat_preload.so; do
     for p in "$SIZES_TMP"/usr/lib/$f; do
         [ -L "$p" ] && continue

@@ -17,6 +17,17 @@ PKG_VARS=(PREFIX="$PKG_PREFIX" LIBDIR="$PKG_LIBDIR" DESTDIR="$PKG_STAGE")
 # What root's PATH has (sudo's secure_path, less the sbin directories).
 PKG_ROOT_PATH=/usr/bin:/bin
 
+# make for a nested install: without the variables of the make that runs
+# the tests (MAKEFLAGS carries its command line), and with every directory
+# given, so that nothing lands outside the test's own directories.
+pkg_make() {
+    local prefix=$1
+    shift
+    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s PREFIX="$prefix" BINDIR="$prefix/bin" LIBDIR="$prefix/lib" \
+        INCLUDEDIR="$prefix/include" MANDIR="$prefix/share/man" PKGCONFIGDIR="$prefix/lib/pkgconfig" \
+        CMAKEDIR="$prefix/lib/cmake/heartbeat" "$@"
+}
+
 # The functions the header declares.
 header_functions() {
     grep -oE '^[a-z].*[ *](heartbeat(_[a-z0-9_]+)?)\(' include/heartbeat.h |
@@ -28,7 +39,7 @@ install_needs_a_build() {
     # An empty build directory: install stops at once, with one line saying
     # to run make first, and creates nothing. CARGO=false: it never builds.
     local out rc
-    out=$(make -s install B="$PKG_TMP/no-build" DESTDIR="$PKG_TMP/no-stage" CARGO=false 2>&1)
+    out=$(pkg_make /usr install B="$PKG_TMP/no-build" DESTDIR="$PKG_TMP/no-stage" CARGO=false 2>&1)
     rc=$?
     echo "$out"
     [ "$rc" -ne 0 ] || { echo "install succeeded without a build"; return 1; }
@@ -382,10 +393,11 @@ ldconfig_only_for_real_installs() {
     local fake="$PKG_TMP/ldconfig" log="$PKG_TMP/ldconfig.log" out rc=0
     printf '#!/bin/sh\necho "ldconfig $*" >>%s\n[ "$1" = -p ] && exec /sbin/ldconfig -p\nexit 0\n' "$log" >"$fake"
     chmod +x "$fake"
-    make -s install DESTDIR="$PKG_TMP/ld-stage" LDCONFIG="$fake" >/dev/null || return 1
-    make -s uninstall DESTDIR="$PKG_TMP/ld-stage" LDCONFIG="$fake" >/dev/null || return 1
+    pkg_make /usr install DESTDIR="$PKG_TMP/ld-stage" LDCONFIG="$fake" >/dev/null || return 1
+    pkg_make /usr uninstall DESTDIR="$PKG_TMP/ld-stage" LDCONFIG="$fake" >/dev/null || return 1
     [ ! -e "$log" ] || { echo "ldconfig ran for a DESTDIR install:"; cat "$log"; return 1; }
-    out=$(make -s install PREFIX="$PKG_TMP/prefix" LDCONFIG="$fake") || return 1
+    # A real install (no DESTDIR), into the test's own prefix.
+    out=$(pkg_make "$PKG_TMP/prefix" install LDCONFIG="$fake") || return 1
     echo "$out"
     cat "$log"
     if [ "$(id -u)" = 0 ]; then
@@ -394,7 +406,7 @@ ldconfig_only_for_real_installs() {
     echo "$out" | grep -q "loader does not find $PKG_TMP/prefix/lib/libheartbeat.so.$MAJOR" ||
         { echo "no note for a prefix outside the loader's path"; rc=1; }
     : >"$log"
-    make -s uninstall PREFIX="$PKG_TMP/prefix" LDCONFIG="$fake" || rc=1
+    pkg_make "$PKG_TMP/prefix" uninstall LDCONFIG="$fake" || rc=1
     if [ "$(id -u)" = 0 ]; then
         grep -qx 'ldconfig ' "$log" || { echo "ldconfig did not run after uninstall"; rc=1; }
     fi
