@@ -16,7 +16,7 @@ lib: preload-stage
 # other fragments add).
 define INSTALL_EXTRA +=
 
-install -m 755 $(BLIB)/$(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/$(PRELOAD_SO)
+$(INSTALL_ELF) $(BLIB)/$(PRELOAD_SO) $(DESTDIR)$(LIBDIR)/$(PRELOAD_SO)
 endef
 define UNINSTALL_EXTRA +=
 
