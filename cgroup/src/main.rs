@@ -66,7 +66,12 @@ fn main() {
 }
 
 fn command(cmd: Command) -> Result<i32, Fail> {
-    bpf::preflight("heartbeat-cgroup")?;
+    bpf::preflight(match &cmd {
+        Command::Attach { .. } => "attach",
+        Command::Detach { .. } => "detach",
+        Command::Show { .. } => "show",
+        _ => "watch",
+    })?;
     let mount = cgroup::cgroup2_mount()?;
     match cmd {
         Command::Attach { cgroup, values } => attach(&cgroup, &mount, &values),

@@ -102,7 +102,7 @@ pub fn run(values: &Values, argv: &[OsString]) -> i32 {
 }
 
 fn run_inner(values: &Values, argv: &[OsString]) -> Result<i32, Fail> {
-    bpf::preflight("heartbeat-cgroup run")?;
+    bpf::preflight("run")?;
     let mount = cgroup::cgroup2_mount()?;
     let bpffs = bpf::bpffs(true)?.ok_or_else(|| Fail::new("no BPF file system"))?;
     let cargv: Vec<CString> = argv

@@ -1,0 +1,52 @@
+# heartbeat-cgroup suite (issue 12), sourced by c-tests/run.sh: uses run_tap,
+# run_check, BT, LOG.
+#
+# The network and privilege tests are in c-tests/cgroup/cgroup_*.sh, each its
+# own process with traps that remove every cgroup, pin and namespace it
+# made (c-tests/cgroup/lib.sh). Without root, network namespaces, cgroup2 or
+# a tool built with its BPF program they print one SKIP line; with
+# HEARTBEAT_REQUIRE_NETNS=1 (CI) they fail instead.
+
+run_tap cgroup-bad-input bash c-tests/cgroup/cgroup_input.sh
+run_tap cgroup-reach-and-untouched bash c-tests/cgroup/cgroup_reach.sh
+run_tap cgroup-detection-and-watch bash c-tests/cgroup/cgroup_detect.sh
+run_tap cgroup-run-signals-and-status bash c-tests/cgroup/cgroup_signals.sh
+
+cgroup_man_lint() {
+    local page=man/man8/heartbeat-cgroup.8 out
+    if command -v mandoc >/dev/null; then
+        out=$(mandoc -T lint -W warning "$page" 2>&1)
+    else
+        out=$(groff -man -ww -z "$page" 2>&1)
+    fi
+    [ -z "$out" ] || { echo "$out"; return 1; }
+    # Every subcommand and option of the tool is in the page.
+    local w
+    for w in run attach detach show watch --idle --intvl --cnt --user-timeout --json --id; do
+        grep -qF -- "$w" "$page" || { echo "the man page does not mention $w"; return 1; }
+    done
+}
+run_check cgroup-man-page-lints-clean cgroup_man_lint
+
+# Without clang the workspace still builds; the tool then says it has no
+# BPF program and refuses every command, and make neither stages nor
+# installs it (one line says why). Built in its own target directory.
+cgroup_without_clang() {
+    local tgt=target/noclang tmp rc=0
+    CLANG=/nonexistent/clang cargo build -q --release -p heartbeat-cgroup --target-dir "$tgt" 2>&1 |
+        grep -F 'built without its BPF program' || { echo "no warning from build.rs"; return 1; }
+    "$tgt/release/heartbeat-cgroup" --version | grep -qx 'heartbeat-cgroup [0-9.]* (built without clang: no BPF program)' ||
+        { echo "--version: $("$tgt/release/heartbeat-cgroup" --version)"; return 1; }
+    local msg
+    msg=$("$tgt/release/heartbeat-cgroup" attach / 2>&1)
+    [ $? -eq 1 ] && grep -qF 'was built without clang, so it carries no BPF program: install clang and libbpf-dev' <<<"$msg" ||
+        { echo "attach: $msg"; return 1; }
+    tmp=$(mktemp -d) || return 1
+    msg=$(make -s cgroup-stage RUSTOUT="$tgt/release" B="$tmp" 2>&1) || rc=1
+    grep -qx '  heartbeat-cgroup: not built (needs clang and libbpf-dev: apt-get install clang libbpf-dev)' <<<"$msg" ||
+        { echo "make: $msg"; rc=1; }
+    [ ! -e "$tmp/bin/heartbeat-cgroup" ] || { echo "make staged the tool without its program"; rc=1; }
+    rm -rf "$tmp"
+    return $rc
+}
+run_check cgroup-builds-without-clang cgroup_without_clang
