@@ -24,6 +24,9 @@
  *                         most BOUND_MS) for the connection to end:
  *                         "ended errno=NAME after MS ms mono_ns=NS",
  *                         "eof after MS ms", or "not ended within BOUND_MS ms".
+ *   loop N                N loopback pairs (IPv4), one after the other, nothing
+ *                         printed per pair: "pairs N ns_per_pair X" (the
+ *                         benchmark of the per-connection cost).
  * Exit status 0 when the mode ran, 1 when a call failed (with a message).
  */
 #include <arpa/inet.h>
@@ -288,6 +291,29 @@ static int wait_mode(const char *host, int port, int bound, const char *cut)
     return 0;
 }
 
+static int loop(int n)
+{
+    int l = listener("127.0.0.1", 0);
+    if (l < 0)
+        return die("listen");
+    struct sockaddr_in sa;
+    socklen_t len = sizeof(sa);
+    if (GETSOCKNAME(l, (struct sockaddr *)&sa, &len) != 0)
+        return die("getsockname");
+    long long t0 = now_ns();
+    for (int i = 0; i < n; i++) {
+        int c = dial("127.0.0.1", ntohs(sa.sin_port));
+        int a = c >= 0 ? ACCEPT(l) : -1;
+        if (a < 0)
+            return die("connect/accept");
+        close(c);
+        close(a);
+    }
+    printf("pairs %d ns_per_pair %lld\n", n, (now_ns() - t0) / n);
+    close(l);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -297,9 +323,11 @@ int main(int argc, char **argv)
         return connect_mode(argv[2], atoi(argv[3]));
     if (argc == 5 && strcmp(argv[1], "serve") == 0)
         return serve(argv[2], atoi(argv[3]), argv[4]);
+    if (argc == 3 && strcmp(argv[1], "loop") == 0)
+        return loop(atoi(argv[2]) > 0 ? atoi(argv[2]) : 1);
     if ((argc == 5 || argc == 6) && strcmp(argv[1], "wait") == 0)
         return wait_mode(argv[2], atoi(argv[3]), atoi(argv[4]), argc == 6 ? argv[5] : NULL);
     fprintf(stderr, "usage: cgroup_probe pair 4|6 | connect HOST PORT | serve HOST PORT READY | "
-                    "wait HOST PORT BOUND_MS [CUT]\n");
+                    "wait HOST PORT BOUND_MS [CUT] | loop N\n");
     return 2;
 }

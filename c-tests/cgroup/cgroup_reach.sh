@@ -115,12 +115,23 @@ for n in $NAMES; do
     in_cg ip netns exec "$U" ${PROG[$n]} pair 4 >>"$TMP/$n.out" 2>>"$TMP/err"
     check "$n in an attached cgroup" "$WANT" "$TMP/$n.out" 2
 done
+# A cgroup below it inherits the program (the kernel runs a cgroup's
+# programs for its descendants), and a set-uid program, which no
+# LD_PRELOAD library reaches, is configured like any other.
+mkdir "$CG/sub" && CG_MADE=("$CG/sub" "${CG_MADE[@]}")
+cg_exec "$CG/sub" ip netns exec "$U" "$BT/cgroup_probe_static" pair 4 >"$TMP/sub.out" 2>>"$TMP/err"
+check "static in a cgroup below the attached one" "$WANT" "$TMP/sub.out" 2
+rmdir "$CG/sub"
+cp "$BT/cgroup_probe_static" "$TMP/setuid_probe" && chmod 4755 "$TMP/setuid_probe"
+in_cg ip netns exec "$U" setpriv --reuid=65534 --regid=65534 --clear-groups "$TMP/setuid_probe" pair 4 \
+    >"$TMP/suid.out" 2>>"$TMP/err"
+check "a set-uid program started by uid 65534" "$WANT" "$TMP/suid.out" 2
 "$HBC" show "$CG" >"$TMP/show" 2>&1
 if grep -qxF "cgroup: $CG (id $(cg_id "$CG"))" "$TMP/show" &&
     grep -qxF "settings: idle=7 intvl=3 cnt=4 user_timeout_ms=19000 keepalive=1" "$TMP/show" &&
     grep -qxF "deadline_ms: 19000" "$TMP/show" &&
-    grep -qxF "connections: configured=6 failed=0 ended=6 lost=0" "$TMP/show"; then
-    echo "ok - show: settings, and 6 connections configured and ended"
+    grep -qxF "connections: configured=10 failed=0 ended=10 lost=0" "$TMP/show"; then
+    echo "ok - show: settings, and 10 connections configured and ended"
 else
     echo "not ok - show:"; sed 's/^/#   /' "$TMP/show"
 fi

@@ -49,3 +49,4 @@ $(BT)/cgroup_nobpf: cgroup_nobpf.c | lib
 	$(Q)$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $<
 
 TEST_BINS += $(BT)/cgroup_probe_static $(BT)/cgroup_probe_raw $(BT)/cgroup_nobpf
+BENCH_BINS += $(BT)/cgroup_probe_static
