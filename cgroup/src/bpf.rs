@@ -243,8 +243,8 @@ pub fn hint(text: &str, errno: Option<i32>) -> Option<String> {
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '#')
                 .collect();
             return Some(format!(
-                "the running kernel ({}) lacks the BPF helper {name}: heartbeat-cgroup needs \
-                 Linux 5.10 or later (tested on 6.18); upgrade the kernel",
+                "the running kernel ({}) lacks the BPF helper {name}, which heartbeat-cgroup \
+                 needs (it is tested on Linux 6.18): upgrade the kernel",
                 kernel_release()
             ));
         }
@@ -252,7 +252,7 @@ pub fn hint(text: &str, errno: Option<i32>) -> Option<String> {
     if text.contains("cannot use helper") || text.contains("helper call is not allowed") {
         return Some(format!(
             "the running kernel ({}) does not let sock_ops programs use a helper this program \
-             needs: heartbeat-cgroup needs Linux 5.10 or later (tested on 6.18); upgrade the kernel",
+             needs (heartbeat-cgroup is tested on Linux 6.18): upgrade the kernel",
             kernel_release()
         ));
     }
