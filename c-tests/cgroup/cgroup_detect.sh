@@ -85,8 +85,8 @@ ctl_pid=$!
 watched rst ""
 attach_watcher cut
 attach_watcher rst
-for c in cut rst; do wait "${CASE_PID[$c]}"; echo $? >"$TMP/$c.rc"; done
-wait "$ctl_pid"
+for c in cut rst; do wait_bounded "${CASE_PID[$c]}" 30; echo $? >"$TMP/$c.rc"; done
+wait_bounded "$ctl_pid" 30
 # The watchers end by themselves once run has detached (within 1 s).
 for pid in "${WATCH_PIDS[@]}"; do
     for i in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

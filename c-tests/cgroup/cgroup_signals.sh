@@ -44,7 +44,7 @@ signalled() {
     CG_RUN_PIDS+=("$pid")
     started "$name" || return
     kill -"$sig" "$pid"
-    wait "$pid"
+    wait_bounded "$pid" 10
     local rc=$?
     [ "$rc" -eq "$want" ] && echo "ok - $name: SIG$sig to the tool: it returned $rc" ||
         echo "not ok - $name: SIG$sig to the tool: it returned $rc, expected $want"
@@ -67,7 +67,7 @@ if started killed; then
     # The COMMAND is the only process of its cgroup.
     victim=$(cat "$CGPATH/cgroup.procs")
     kill -KILL "$victim"
-    wait "$pid"
+    wait_bounded "$pid" 10
     rc=$?
     [ "$rc" -eq 137 ] && echo "ok - killed: COMMAND killed by SIGKILL: run returned 137" ||
         echo "not ok - killed: run returned $rc, expected 137"
@@ -83,7 +83,7 @@ strag() {
     local pid=$!
     CG_RUN_PIDS+=("$pid")
     started "$name" || return
-    wait "$pid"
+    wait_bounded "$pid" 20
     rc=$?
     t1=$(date +%s%N)
     local ms=$(((t1 - t0) / 1000000)) spid

@@ -15,6 +15,7 @@
 #   cg_pins CG          the attachment's pin directory
 #   cg_run ARGS...      heartbeat-cgroup run ARGS... in the background (its pid
 #                       in CG_RUN_PID); cleanup kills that pid if it lingers
+#   wait_bounded PID S  wait for PID, at most S seconds (then kill it)
 #   cg_wait_file F [N]  wait (at most N tenths of a second, default 50) for F
 #   cg_leftovers        prints "ok"/"not ok" lines: no cgroup, pin or
 #                       namespace of this test is left
@@ -34,6 +35,11 @@ cg_cleanup() {
     local pid c
     for pid in "${CG_RUN_PIDS[@]}"; do
         kill -KILL "$pid" 2>/dev/null
+    done
+    # The cgroups of tools killed before they could clean up.
+    for pid in "${CG_RUN_PIDS[@]}"; do
+        c=$(find "$CG2" -maxdepth 6 -type d -name "heartbeat-run-$pid" 2>/dev/null)
+        [ -n "$c" ] && CG_MADE+=("$c")
     done
     for c in "${CG_MADE[@]}"; do
         "$HBC" detach "$c" >/dev/null 2>&1
@@ -72,6 +78,23 @@ cg_run() {
     "$HBC" run "$@" &
     CG_RUN_PID=$!
     CG_RUN_PIDS+=("$CG_RUN_PID")
+}
+
+# wait_bounded PID SECONDS: `wait PID`, but at most SECONDS; a process still
+# running then is killed (status 255).
+wait_bounded() {
+    local i
+    for i in $(seq $(($2 * 20))); do
+        kill -0 "$1" 2>/dev/null || break
+        sleep 0.05
+    done
+    if kill -0 "$1" 2>/dev/null; then
+        kill -KILL "$1" 2>/dev/null
+        wait "$1" 2>/dev/null
+        echo "not ok - process $1 did not end within $2 s (killed)"
+        return 255
+    fi
+    wait "$1"
 }
 
 cg_wait_file() {

@@ -270,7 +270,10 @@ fn watch(arg: &OsStr, mount: &Path, json: bool) -> Result<i32, Fail> {
         if fds[1].revents != 0 {
             return Ok(0);
         }
-        while let Some(item) = rb.next() {
+        // At most one buffer's worth per wakeup, so that signals, lost
+        // counts and detachment are looked at even under a steady stream.
+        for _ in 0..4096 {
+            let Some(item) = rb.next() else { break };
             let Some(e) = bpf::Event::parse(&item) else {
                 continue;
             };
