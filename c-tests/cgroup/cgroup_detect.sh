@@ -67,8 +67,9 @@ for line in sys.stdin:
 ' >"$TMP/$c.watch") &
     CG_RUN_PIDS+=("$!")
     WATCH_PIDS+=("$!")
-    for i in $(seq 50); do
-        flock -n "$pins" true 2>/dev/null || break   # locked: watch is reading
+    # watch says on stderr when it reads.
+    for i in $(seq 100); do
+        grep -q '^heartbeat-cgroup: watching ' "$TMP/$c.watch.err" 2>/dev/null && break
         sleep 0.1
     done
     touch "$TMP/$c.go"
@@ -76,7 +77,7 @@ for line in sys.stdin:
 
 start_case cut hold 30 || echo "not ok - cut: setup failed"
 start_case ctl hold 30 || echo "not ok - ctl: setup failed"
-start_case rst reset 0.5 || echo "not ok - rst: setup failed"
+start_case rst reset 0.3 || echo "not ok - rst: setup failed"
 watched cut "$(netns_cut_cmd cut blackhole4)"
 ctl_cut=$(netns_cut_cmd ctl blackhole4)
 ip netns exec "$(netns_user ctl)" "$BT/cgroup_probe_static" wait "$NETNS_PEER_IP4" "$PORT" "$BOUND" "$ctl_cut" \

@@ -1,16 +1,29 @@
 """The other end for the heartbeat-cgroup tests (runs in the peer namespace,
 outside any cgroup under test; it may set options: it is not under test).
 
-    hold HOST PORT READY SECONDS   accept connections for SECONDS, send
-                                   b"hello" on each, keep them open, silent
-    reset HOST PORT READY DELAY    accept one, send b"hello", wait DELAY
-                                   seconds, then reset it (SO_LINGER 0)
+    hold HOST PORT READY SECONDS   accept connections for SECONDS; on each,
+                                   answer the client's first byte with
+                                   b"hello", then stay silent (kept open)
+    reset HOST PORT READY DELAY    accept one, answer its first byte with
+                                   b"hello", wait DELAY seconds, then reset
+                                   it (SO_LINGER 0)
     client HOST PORT               connect, wait (at most 5 s) for the close
 """
 import socket
 import struct
 import sys
+import threading
 import time
+
+
+def answer(a, timeout=30):
+    """Waits for the client's first byte, answers b"hello"."""
+    a.settimeout(timeout)
+    try:
+        if a.recv(1):
+            a.sendall(b"hello")
+    except OSError:
+        pass
 
 
 def listen(host, port, ready):
@@ -33,14 +46,14 @@ def main(argv):
                 a, _ = l.accept()
             except socket.timeout:
                 break
-            a.sendall(b"hello")
+            threading.Thread(target=answer, args=(a,), daemon=True).start()
             held.append(a)
         return 0
     if len(argv) == 5 and argv[0] == "reset":
         l = listen(*argv[1:4])
         l.settimeout(10)
         a, _ = l.accept()
-        a.sendall(b"hello")
+        answer(a, 10)
         time.sleep(float(argv[4]))
         a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         a.close()

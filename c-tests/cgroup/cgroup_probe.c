@@ -11,17 +11,17 @@
  *   pair 4|6              listen on loopback, connect to it, accept: the
  *                         connected socket ("client") and the accepted one
  *                         ("accepted").
- *   connect HOST PORT     connect to a server ("connected"), wait until it
- *                         closes (at most 5 s).
+ *   connect HOST PORT     connect to a server ("connected"), close.
  *   serve HOST PORT READY listen, create the file READY, accept one
  *                         connection ("served"), close it.
  *   wait HOST PORT BOUND_MS [CUT]
  *                         connect ("connected", then "local port N"),
- *                         read the server's first bytes, note the
- *                         time (the last received data), run the shell
- *                         command CUT if given (after the file $HB_GO
- *                         exists, if HB_GO is set), then wait (poll(), at
- *                         most BOUND_MS) for the connection to end:
+ *                         wait for the file $HB_GO if HB_GO is set (at
+ *                         most 10 s), send one byte, read the server's
+ *                         answer and note the time (the last received
+ *                         data), run the shell command CUT if given, then
+ *                         wait (poll(), at most BOUND_MS) for the
+ *                         connection to end:
  *                         "ended errno=NAME after MS ms mono_ns=NS",
  *                         "eof after MS ms", or "not ended within BOUND_MS ms".
  *   loop N                N loopback pairs (IPv4), one after the other, nothing
@@ -204,8 +204,6 @@ static int connect_mode(const char *host, int port)
     if (c < 0)
         return die("connect");
     show("connected", c);
-    int err;
-    wait_end(c, 5000, &err);
     close(c);
     return 0;
 }
@@ -256,19 +254,21 @@ static int wait_mode(const char *host, int port, int bound, const char *cut)
         return die("getsockname");
     printf("local port %d\n", ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
                                                               : ((struct sockaddr_in *)&ss)->sin_port));
-    int err;
-    long n = wait_end(c, 5000, &err);
-    if (n <= 0) {
-        fprintf(stderr, "cgroup_probe: no first data from the server (%ld)\n", n);
-        return 1;
-    }
-    double t0 = now_ms(); /* the last received data */
     const char *go = getenv("HB_GO");
     if (go && *go) {
         struct stat st;
-        for (int i = 0; i < 500 && stat(go, &st) != 0; i++)
+        for (int i = 0; i < 1000 && stat(go, &st) != 0; i++)
             usleep(10000);
     }
+    if (send(c, "x", 1, 0) != 1)
+        return die("send");
+    int err;
+    long n = wait_end(c, 5000, &err);
+    if (n <= 0) {
+        fprintf(stderr, "cgroup_probe: no answer from the server (%ld)\n", n);
+        return 1;
+    }
+    double t0 = now_ms(); /* the last received data */
     if (cut && *cut && system(cut) != 0) {
         fprintf(stderr, "cgroup_probe: the cut command failed: %s\n", cut);
         return 1;

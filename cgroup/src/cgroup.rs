@@ -117,6 +117,8 @@ impl Cgroup {
             given.to_path_buf()
         } else if inside.exists() {
             inside
+        } else if given.starts_with(mount) {
+            return Err(Fail::new(format!("{shown}: no such cgroup")));
         } else {
             return Err(Fail::new(format!(
                 "{shown}: no such cgroup (neither {shown} nor {} exists)",

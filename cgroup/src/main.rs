@@ -247,6 +247,10 @@ fn watch(arg: &OsStr, mount: &Path, json: bool) -> Result<i32, Fail> {
     let offset = clock(libc::CLOCK_REALTIME) - start;
     let (_, sfd) = run::signal_fd(&[libc::SIGINT, libc::SIGTERM])
         .map_err(|e| Fail::new(format!("cannot block signals: {e}")))?;
+    eprintln!(
+        "heartbeat-cgroup: watching {} (until SIGINT, SIGTERM or detach)",
+        cg.path.display()
+    );
     let out = io::stdout();
     let mut out = out.lock();
     loop {
