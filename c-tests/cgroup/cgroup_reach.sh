@@ -42,6 +42,7 @@ declare -A PROG=(
     [python3]="$PY c-tests/cgroup/cgroup_probe.py"
 )
 NAMES="static raw python3"
+SERVE_PORT=6000
 
 # check WHAT WANT FILE: every line of FILE ("name values") must show WANT;
 # FILE must have N lines.
@@ -72,7 +73,10 @@ probe_all() {
         "$@" ip netns exec "$U" $prog connect "$NETNS_PEER_IP4" "$PORT"
     } >>"$out" 2>>"$TMP/err"
     # A server in the cgroup, accepting a connection from the peer namespace.
-    local sport=$((6000 + RANDOM % 1000))
+    # A new port each time: the previous server's closed socket may still be
+    # in TIME_WAIT on its port (the programs set no SO_REUSEADDR).
+    SERVE_PORT=$((SERVE_PORT + 1))
+    local sport=$SERVE_PORT
     rm -f "$TMP/serve.ready"
     # shellcheck disable=SC2086
     "$@" ip netns exec "$U" $prog serve "$NETNS_USER_IP4" "$sport" "$TMP/serve.ready" >>"$out" 2>>"$TMP/err" &
@@ -161,6 +165,36 @@ if [ "$updates_ok" = 1 ] && [ "$total" -gt 20 ] && [ $((a + b)) -eq "$total" ] &
     echo "ok - attach again updates without a gap: $total sockets during 6 updates, $a with the first set, $b with the second, none with anything else"
 else
     echo "not ok - updates: ok=$updates_ok, $total sockets, $a first set, $b second set; others: $(grep -vxF -e "client $WANT" -e "accepted $WANT" -e "client $WANT2" -e "accepted $WANT2" "$TMP/loop.out" | sort | uniq -c | head -3)"
+fi
+
+# Bounded memory: nobody read the ring buffer meanwhile, so it filled
+# (256 KiB: 2730 records of 96 bytes) and the rest was dropped and counted.
+st=$("$HBC" show "$CG" | sed -n 's/^connections: configured=\([0-9]*\) failed=0 ended=\([0-9]*\) lost=\([0-9]*\)$/\1 \2 \3/p')
+read -r nconf nend nlost <<<"$st"
+if [ -n "$st" ] && [ "$nlost" -gt 0 ] && [ $((nend - nlost)) -le 2730 ] && [ "$nend" -ge "$total" ]; then
+    echo "ok - unread events are bounded: $nend ended, $nlost lost (at most 2730 kept), counted by show"
+else
+    echo "not ok - lost counter: '$st' after $total sockets"
+fi
+# A slow reader: watch stopped while 4000 sockets end, then resumed:
+# it reports what the buffer kept, then how many were lost.
+"$HBC" watch "$CG" --json >"$TMP/slow.out" 2>"$TMP/slow.err" &
+wpid=$!
+CG_RUN_PIDS+=("$wpid")
+for i in $(seq 100); do grep -q '^heartbeat-cgroup: watching ' "$TMP/slow.err" && break; sleep 0.1; done
+kill -STOP "$wpid"
+in_cg ip netns exec "$U" "$PY" c-tests/cgroup/cgroup_probe.py loop 10 >"$TMP/slow.loop" 2>>"$TMP/err"
+made=$(wc -l <"$TMP/slow.loop")
+kill -CONT "$wpid"
+sleep 1.5
+kill -TERM "$wpid"
+wait_bounded "$wpid" 5 >/dev/null
+lines=$(grep -c '"end":"closed"' "$TMP/slow.out")
+lost=$(sed -n 's/^{"lost":\([0-9]*\)}$/\1/p' "$TMP/slow.out" | awk '{ s += $1 } END { print s + 0 }')
+if [ "$lines" -gt 0 ] && [ "$lines" -le 2730 ] && [ "$lost" -gt 0 ] && [ $((lines + lost)) -eq "$made" ]; then
+    echo "ok - a stopped watch, resumed: $lines connection ends printed, then {\"lost\":$lost} ($made in all)"
+else
+    echo "not ok - slow watch: $lines lines, lost $lost: $(tail -c 300 "$TMP/slow.out") $(cat "$TMP/slow.err")"
 fi
 
 out=$("$HBC" detach "$CG" 2>&1)
