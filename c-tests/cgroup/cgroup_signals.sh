@@ -59,6 +59,54 @@ signalled term-killed TERM no 143
 signalled int-trapped INT yes 3
 signalled int-killed INT no 130
 
+# ^C on a terminal: the kernel sends SIGINT to the whole foreground process
+# group, the tool and COMMAND alike; the tool must not send COMMAND a
+# second one. The tool runs on a pseudo-terminal under strace (which logs
+# every kill(2) the tool makes: a second SIGINT would often merge with the
+# first in COMMAND, so only the tool's calls tell for sure).
+"$PY" - "$HBC" "$TMP/tty" >"$TMP/tty.out" 2>&1 <<'PY' &
+import os, pty, signal, sys, time
+hbc, base = sys.argv[1], sys.argv[2]
+script = ('trap "echo INT >>\\"$0.got\\"" INT; echo "$HEARTBEAT_CGROUP" >"$0.ready"; '
+          'i=0; while [ $i -lt 30 ]; do sleep 0.05; i=$((i + 1)); done; exit 3')
+pid, fd = pty.fork()
+if pid == 0:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    os.execvp("strace", ["strace", "-o", base + ".strace", "-e", "trace=kill,tgkill,tkill,pidfd_send_signal",
+                         hbc, "run", "--", "sh", "-c", script, base])
+for _ in range(100):
+    if os.path.exists(base + ".ready"):
+        break
+    time.sleep(0.05)
+time.sleep(0.2)
+os.write(fd, b"\x03")
+end = time.monotonic() + 10
+while time.monotonic() < end:
+    p, st = os.waitpid(pid, os.WNOHANG)
+    if p:
+        print("exit", os.waitstatus_to_exitcode(st))
+        break
+    try:
+        os.read(fd, 1024)
+    except OSError:
+        pass
+    time.sleep(0.02)
+PY
+ttypid=$!
+CG_RUN_PIDS+=("$ttypid")
+if started tty; then
+    wait_bounded "$ttypid" 15
+    got=$(grep -c INT "$TMP/tty.got" 2>/dev/null)
+    sent=$(grep -c 'SIGINT' "$TMP/tty.strace" 2>/dev/null)
+    if grep -qx 'exit 3' "$TMP/tty.out" && [ "$got" = 1 ] && [ "$sent" = 0 ] &&
+        grep -qx '+++ exited with 3 +++' "$TMP/tty.strace"; then
+        echo "ok - tty: ^C on the terminal reached COMMAND once, and the tool (which got it too) sent no SIGINT itself; run returned 3"
+    else
+        echo "not ok - tty: COMMAND got ${got:-0} SIGINTs, the tool sent ${sent:-?}: $(cat "$TMP/tty.out") $(grep SIGINT "$TMP/tty.strace" | head -3)"
+    fi
+    gone tty
+fi
+
 # COMMAND killed from outside (SIGKILL): 137.
 "$HBC" run -- sh -c 'echo "$HEARTBEAT_CGROUP" >"$0.ready"; exec sleep 30' "$TMP/killed" &
 pid=$!
