@@ -56,6 +56,7 @@ attach_watcher() {
     local c=$1 cg pins i
     cg_wait_file "$TMP/$c.cg" || { echo "not ok - $c: no cgroup reported by run"; return 1; }
     cg=$(cat "$TMP/$c.cg")
+    CG_RUN_PATHS+=("$cg")
     printf '%s\n' "$cg" >"$TMP/$c.cgpath"
     pins=$(cg_pins "$cg")
     cg_seen_pins "$pins"

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 . c-tests/cgroup/lib.sh
 skip_unless_ready
 
-CG=$(cg_make input) || { echo "not ok - cannot create a test cgroup"; exit 1; }
+cg_make CG input || { echo "not ok - cannot create a test cgroup"; exit 1; }
 cg_seen_pins "$(cg_pins "$CG")"
 
 # What exists before: the cgroup2 tree's directories and the pins.

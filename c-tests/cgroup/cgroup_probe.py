@@ -3,8 +3,8 @@ unmodified interpreter running plain socket code that never sets a socket
 option (it only reads them back). Modes and output as cgroup_probe.c:
 
     pair 4|6 | connect HOST PORT | serve HOST PORT READY
-    loop SECONDS    pairs on IPv4 loopback, one after the other, for SECONDS
-                    (at most 2000): both sockets' lines for each
+    loop SECONDS MAX  pairs on IPv4 loopback, one after the other, for
+                    SECONDS or MAX pairs: both sockets' lines for each
 """
 import socket
 import sys
@@ -40,10 +40,10 @@ def main(argv):
     if len(argv) == 2 and argv[0] == "pair":
         pair("::1" if argv[1] == "6" else "127.0.0.1")
         return 0
-    if len(argv) == 2 and argv[0] == "loop":
+    if len(argv) == 3 and argv[0] == "loop":
         end = time.monotonic() + float(argv[1])
         n = 0
-        while time.monotonic() < end and n < 2000:
+        while time.monotonic() < end and n < int(argv[2]):
             pair("127.0.0.1")
             n += 1
         return 0

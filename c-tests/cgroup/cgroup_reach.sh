@@ -105,7 +105,7 @@ probe_all python3 run_ut
 check "run --user-timeout 1234 only" "ka=1 idle=111 intvl=22 cnt=5 ut=1234" "$TMP/python3.out" 6
 
 # attach / show / attach again / detach on an existing cgroup.
-CG=$(cg_make reach) || { echo "not ok - cannot create a test cgroup"; exit 1; }
+cg_make CG reach || { echo "not ok - cannot create a test cgroup"; exit 1; }
 PINS=$(cg_pins "$CG")
 cg_seen_pins "$PINS"
 out=$("$HBC" attach "$CG" "${SET[@]}" 2>&1)
@@ -142,9 +142,9 @@ fi
 "$HBC" show | grep -qxF "cgroup: $CG (id $(cg_id "$CG"))" && echo "ok - show without CGROUP lists it" ||
     echo "not ok - show without CGROUP does not list $CG"
 
-# Update without a gap: python3 makes connections in the cgroup for 3 s
+# Update without a gap: python3 makes connections in the cgroup for 2.5 s
 # while the settings change six times; each connection has all of one set.
-in_cg ip netns exec "$U" "$PY" c-tests/cgroup/cgroup_probe.py loop 3 >"$TMP/loop.out" 2>>"$TMP/err" &
+in_cg ip netns exec "$U" "$PY" c-tests/cgroup/cgroup_probe.py loop 2.5 100000 >"$TMP/loop.out" 2>>"$TMP/err" &
 lpid=$!
 WANT2="ka=1 idle=9 intvl=2 cnt=2 ut=13000"
 updates_ok=1
@@ -183,7 +183,7 @@ wpid=$!
 CG_RUN_PIDS+=("$wpid")
 for i in $(seq 100); do grep -q '^heartbeat-cgroup: watching ' "$TMP/slow.err" && break; sleep 0.1; done
 kill -STOP "$wpid"
-in_cg ip netns exec "$U" "$PY" c-tests/cgroup/cgroup_probe.py loop 10 >"$TMP/slow.loop" 2>>"$TMP/err"
+in_cg ip netns exec "$U" "$PY" c-tests/cgroup/cgroup_probe.py loop 10 2000 >"$TMP/slow.loop" 2>>"$TMP/err"
 made=$(wc -l <"$TMP/slow.loop")
 kill -CONT "$wpid"
 sleep 1.5
@@ -211,7 +211,7 @@ done
 
 # A cgroup removed while attached: its pins stay, `show` says so, and
 # `detach --id` removes them.
-GONE=$(cg_make gone)
+cg_make GONE gone
 gid=$(cg_id "$GONE")
 gpins=$(cg_pins "$GONE")
 cg_seen_pins "$gpins"

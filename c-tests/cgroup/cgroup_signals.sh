@@ -21,6 +21,7 @@ os.execvp(sys.argv[1], sys.argv[1:])')
 started() {
     cg_wait_file "$TMP/$1.ready" || { echo "not ok - $1: COMMAND did not start"; return 1; }
     CGPATH=$(cat "$TMP/$1.ready")
+    CG_RUN_PATHS+=("$CGPATH")
     cg_seen_pins "$(cg_pins "$CGPATH")"
 }
 

@@ -8,8 +8,9 @@
 #   CG2                 the cgroup2 mount (from /proc/self/mountinfo)
 #   BPFFS               the BPF file system the tool pins in
 #   TMP                 a private temporary directory
-#   cg_make NAME        create the cgroup $CG2/hbt-<pid>-NAME, print its path;
-#                       cleanup detaches and removes it
+#   cg_make VAR NAME    create the cgroup $CG2/hbt-<pid>-NAME, its path in
+#                       VAR; cleanup detaches and removes it (not in $(...):
+#                       it must register the cgroup in this shell)
 #   cg_exec CG CMD...   run CMD inside cgroup CG (foreground)
 #   cg_id CG            the cgroup's id (its inode number)
 #   cg_pins CG          the attachment's pin directory
@@ -17,8 +18,9 @@
 #                       in CG_RUN_PID); cleanup kills that pid if it lingers
 #   wait_bounded PID S  wait for PID, at most S seconds (then kill it)
 #   cg_wait_file F [N]  wait (at most N tenths of a second, default 50) for F
-#   cg_leftovers        prints "ok"/"not ok" lines: no cgroup, pin or
-#                       namespace of this test is left
+#   cg_leftovers        removes the cgroups cg_make made, then prints
+#                       "ok"/"not ok" lines: no cgroup, pin or namespace of
+#                       this test is left
 #   kernel_defaults NS  "ka=0 idle=I intvl=N cnt=C ut=0" of namespace NS
 
 HBC="$PWD/build/bin/heartbeat-cgroup"
@@ -28,6 +30,7 @@ CG2=$(awk '$0 ~ / - cgroup2 / { print $5; exit }' /proc/self/mountinfo)
 TMP=$(mktemp -d)
 CG_MADE=()
 CG_RUN_PIDS=()
+CG_RUN_PATHS=()   # run's cgroups, as COMMAND reported them (HEARTBEAT_CGROUP)
 netns_trap
 netns_on_cleanup "cg_cleanup"
 
@@ -40,6 +43,9 @@ cg_cleanup() {
     for pid in "${CG_RUN_PIDS[@]}"; do
         c=$(find "$CG2" -maxdepth 6 -type d -name "heartbeat-run-$pid" 2>/dev/null)
         [ -n "$c" ] && CG_MADE+=("$c")
+    done
+    for c in "${CG_RUN_PATHS[@]}"; do
+        [ -e "$c" ] && CG_MADE+=("$c")
     done
     for c in "${CG_MADE[@]}"; do
         "$HBC" detach "$c" >/dev/null 2>&1
@@ -60,10 +66,10 @@ bpffs_now() {
 }
 
 cg_make() {
-    local c="$CG2/hbt-$$-$1"
+    local c="$CG2/hbt-$$-$2"
     mkdir "$c" || return 1
     CG_MADE+=("$c")
-    printf '%s\n' "$c"
+    printf -v "$1" '%s' "$c"
 }
 
 cg_exec() {
@@ -123,15 +129,26 @@ set_ns_defaults() {
 
 cg_leftovers() {
     local left="" c pins
+    [ "${#CG_MADE[@]}" -gt 0 ] || [ "${#CG_RUN_PIDS[@]}" -gt 0 ] ||
+        echo "not ok - the leftover check knows of no cgroup this test made"
+    # The test's own cgroups must come off now (nothing of the tool may keep
+    # them busy); run's cgroups must be gone already.
+    local i
     for c in "${CG_MADE[@]}"; do
+        for i in $(seq 20); do [ -e "$c" ] && ! rmdir "$c" 2>/dev/null && sleep 0.1 || break; done
         [ -e "$c" ] && left="$left $c"
     done
-    # run's cgroups: heartbeat-run-<pid of a tool this test started>.
+    # run's cgroups: heartbeat-run-<pid of a tool this test started>, and
+    # those its COMMANDs reported.
     for pid in "${CG_RUN_PIDS[@]}"; do
         c=$(find "$CG2" -maxdepth 6 -type d -name "heartbeat-run-$pid" 2>/dev/null)
         [ -n "$c" ] && left="$left $c"
     done
-    [ -z "$left" ] && echo "ok - no cgroup left behind" || echo "not ok - cgroups left:$left"
+    for c in "${CG_RUN_PATHS[@]}"; do
+        [ -e "$c" ] && left="$left $c"
+    done
+    [ -z "$left" ] && echo "ok - no cgroup left behind (${#CG_MADE[@]} made, ${#CG_RUN_PIDS[@]} runs and ${#CG_RUN_PATHS[@]} reported run cgroups checked)" ||
+        echo "not ok - cgroups left:$left"
     left=""
     for pins in "${CG_PINS_SEEN[@]}"; do
         [ -e "$pins" ] && left="$left $pins"
