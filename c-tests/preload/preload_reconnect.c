@@ -19,10 +19,12 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 static int failures;
@@ -260,6 +262,24 @@ static void cost(void) {
     int u = socket(AF_INET, SOCK_DGRAM, 0);
     mark("connect-udp");
     connect_to(u, &a);
+    /* A UNIX stream listener, client and accepted connection. */
+    struct sockaddr_un un;
+    memset(&un, 0, sizeof un);
+    un.sun_family = AF_UNIX;
+    snprintf(un.sun_path + 1, sizeof un.sun_path - 1, "hbt-cost-%d", (int)getpid());
+    socklen_t unlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(un.sun_path + 1));
+    int ul = socket(AF_UNIX, SOCK_STREAM, 0), uc = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (ul < 0 || uc < 0 || bind(ul, (struct sockaddr *)&un, unlen) != 0)
+        die("unix");
+    mark("listen-unix");
+    listen(ul, 1);
+    mark("connect-unix");
+    connect(uc, (struct sockaddr *)&un, unlen);
+    mark("accept-unix");
+    int ua = accept(ul, NULL, NULL);
+    close(ua);
+    close(uc);
+    close(ul);
     /* MPTCP, if the kernel has it: the suite expects its cost only then. */
     int m = socket(AF_INET, SOCK_STREAM, 262 /* IPPROTO_MPTCP */);
     printf("mptcp %s\n", m >= 0 ? "available" : "unavailable");

@@ -28,7 +28,8 @@
 //! All one-time work (finding the real functions, reading and parsing the
 //! environment, the kernel's defaults, opening the log) is done by an ELF
 //! constructor, before `main()` (or by the first hook called before it, from
-//! another library's constructor: see `global`). The hooks then only read
+//! another library's constructor: see `global`; a call that finds someone
+//! else building the state forwards without waiting: see `real!`). The hooks then only read
 //! immutable state: no lock, no allocation, nothing that a forked child or
 //! a signal handler could wait on, so each hook is as async-signal-safe and
 //! fork-safe as the libc function it wraps. See `config.rs` for the
@@ -77,7 +78,8 @@ fn next(name: &CStr) -> *mut c_void {
 
 /// The real function `$name` of type `$ty`, or `$fallback` if dlsym() found
 /// nothing (a libc without these symbols cannot run a program that calls
-/// them, but do not crash). Keeps errno.
+/// them, but do not crash). Keeps errno. Only `init` calls it: dlsym() takes
+/// the loader's lock, so it is neither async-signal-safe nor reentrant.
 macro_rules! real_fn {
     ($name:literal, $ty:ty, $fallback:expr) => {{
         let e = errno();
@@ -92,7 +94,7 @@ macro_rules! real_fn {
     }};
 }
 
-// The fallbacks: the system calls.
+// The fallbacks: the system calls (async-signal-safe, no lock).
 unsafe extern "C" fn sys_socket(d: c_int, t: c_int, p: c_int) -> c_int {
     libc::syscall(libc::SYS_socket, d, t, p) as c_int
 }
@@ -114,23 +116,40 @@ unsafe extern "C" fn sys_accept4(
     libc::syscall(libc::SYS_accept4, fd, a, l, f) as c_int
 }
 
-/// The real function for a hook: from the state's table, or, when the
-/// state is being built by someone else (see `global`), looked up now with
-/// dlsym() (no lock of ours, nothing cached).
+/// The real functions, published by `init` as soon as it has found them
+/// (before it reads the environment).
+struct RealSlot(UnsafeCell<MaybeUninit<Real>>);
+// SAFETY: written once, by `init`, before REAL_READY is set (Release); read
+// only after REAL_READY is seen (Acquire); never written again.
+unsafe impl Sync for RealSlot {}
+
+static REAL: RealSlot = RealSlot(UnsafeCell::new(MaybeUninit::uninit()));
+static REAL_READY: AtomicBool = AtomicBool::new(false);
+
+fn real() -> Option<&'static Real> {
+    // SAFETY: see RealSlot.
+    REAL_READY
+        .load(Ordering::Acquire)
+        .then(|| unsafe { (*REAL.0.get()).assume_init_ref() })
+}
+
+/// The real function for a hook, or, while `init` has not found it yet (a
+/// call made while someone else builds the state: see `global`), the
+/// system call itself: no lookup, no lock, nothing to wait for.
 macro_rules! real {
-    ($g:expr, $field:ident, $name:literal, $ty:ty, $fallback:expr) => {
-        match $g {
-            Some(g) => g.real.$field,
-            None => real_fn!($name, $ty, $fallback),
+    ($field:ident, $ty:ty, $fallback:expr) => {
+        match real() {
+            Some(r) => r.$field,
+            None => $fallback as $ty,
         }
     };
 }
 
 // ---------------------------------------------------------------------------
-// The state, built once by the constructor and never changed afterwards.
+// The state, built once (by the constructor, see `global`) and never changed
+// afterwards.
 
 struct Global {
-    real: Real,
     /// The settings, if sockets are to be configured.
     settings: Option<Settings>,
     /// Whether a line is logged per socket (HEARTBEAT_DEBUG=1 and a sink).
@@ -160,8 +179,8 @@ static REPORTED: AtomicBool = AtomicBool::new(false);
 /// called earlier (from another library's constructor) builds it itself.
 /// None while someone else is building it (another thread before main, or
 /// the code this call interrupted, or, in a child forked meanwhile, a
-/// thread that no longer exists): the hook then forwards the call, never
-/// waits.
+/// thread that no longer exists): the hook then forwards the call (see
+/// `real!`) and configures nothing, never waits.
 fn global() -> Option<&'static Global> {
     match PHASE.load(Ordering::Acquire) {
         READY => {}
@@ -233,6 +252,9 @@ fn init() -> Global {
         accept: real_fn!(c"accept", AcceptFn, sys_accept),
         accept4: real_fn!(c"accept4", Accept4Fn, sys_accept4),
     };
+    // SAFETY: the only write (this thread won the exchange in initialise).
+    unsafe { (*REAL.0.get()).write(real) };
+    REAL_READY.store(true, Ordering::Release);
     let state = config::parse(getenv_os, heartbeat::keepalive::system_defaults);
     let (settings, debug) = match state {
         State::Active(s) => (Some(s), s.debug),
@@ -277,7 +299,6 @@ fn init() -> Global {
         }
     };
     Global {
-        real,
         settings,
         debug: debug && !sink.is_none(),
         sink,
@@ -443,7 +464,7 @@ fn configure(g: &Global, s: &Settings, call: &str, fd: RawFd, kind: impl FnOnce(
 #[no_mangle]
 pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     let g = enter();
-    let f = real!(g, socket, c"socket", SocketFn, sys_socket);
+    let f = real!(socket, SocketFn, sys_socket);
     // SAFETY: forwarding the caller's arguments unchanged.
     let fd = unsafe { f(domain, ty, protocol) };
     let e = errno();
@@ -471,7 +492,7 @@ pub extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_t) -> c_int {
     let g = enter();
-    let f = real!(g, connect, c"connect", ConnectFn, sys_connect);
+    let f = real!(connect, ConnectFn, sys_connect);
     if let Some((g, s)) = g.and_then(|g| Some((g, g.active(Hooks::CONNECT)?))) {
         configure(g, s, "connect", fd, || kind_before_start(fd));
     }
@@ -484,7 +505,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const sockaddr, len: socklen_
 #[no_mangle]
 pub extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     let g = enter();
-    let f = real!(g, listen, c"listen", ListenFn, sys_listen);
+    let f = real!(listen, ListenFn, sys_listen);
     if let Some((g, s)) = g.and_then(|g| Some((g, g.active(Hooks::LISTEN)?))) {
         configure(g, s, "listen", fd, || kind_before_start(fd));
     }
@@ -508,7 +529,7 @@ fn after_accept(g: Option<&Global>, call: &str, fd: c_int) {
 #[no_mangle]
 pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
     let g = enter();
-    let f = real!(g, accept, c"accept", AcceptFn, sys_accept);
+    let f = real!(accept, AcceptFn, sys_accept);
     let r = f(fd, addr, len);
     let e = errno();
     after_accept(g, "accept", r);
@@ -528,7 +549,7 @@ pub unsafe extern "C" fn accept4(
     flags: c_int,
 ) -> c_int {
     let g = enter();
-    let f = real!(g, accept4, c"accept4", Accept4Fn, sys_accept4);
+    let f = real!(accept4, Accept4Fn, sys_accept4);
     let r = f(fd, addr, len, flags);
     let e = errno();
     after_accept(g, "accept4", r);
