@@ -159,11 +159,15 @@ static void udp(int family, const char *tag) {
     }
     errno = SENTINEL;
     int rc = connect(u, (struct sockaddr *)&ss, len);
+    int kept = errno == SENTINEL;
     snprintf(name, sizeof name, "%s-connect", tag);
     show_rc(name, rc, errno);
+    snprintf(name, sizeof name, "%s-connect-errno-kept", tag);
+    printf("%s %d\n", name, kept);
     snprintf(name, sizeof name, "%s-connected", tag);
     show_other(name, u);
     /* listen() on a datagram socket fails: same errno as without us. */
+    errno = SENTINEL;
     rc = listen(u, 1);
     snprintf(name, sizeof name, "%s-listen", tag);
     show_rc(name, rc, errno);
@@ -179,12 +183,18 @@ static void unix_stream(void) {
     socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
                                 strlen(sa.sun_path + 1));
     int l = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (l < 0 || bind(l, (struct sockaddr *)&sa, len) != 0 || listen(l, 4) != 0)
+    if (l < 0 || bind(l, (struct sockaddr *)&sa, len) != 0)
         die("unix listener");
+    errno = SENTINEL;
+    if (listen(l, 4) != 0)
+        die("unix listen");
+    printf("unix-listen-errno-kept %d\n", errno == SENTINEL);
     show_other("unix-listener", l);
     int c = socket(AF_UNIX, SOCK_STREAM, 0);
+    errno = SENTINEL;
     if (c < 0 || connect(c, (struct sockaddr *)&sa, len) != 0)
         die("unix connect");
+    printf("unix-connect-errno-kept %d\n", errno == SENTINEL);
     show_other("unix-client", c);
     int a = accept(l, NULL, NULL);
     if (a < 0)

@@ -42,4 +42,23 @@ $(BT)/preload_fault.so: preload_fault.c | lib
 	$(Q)mkdir -p $(BT)
 	$(Q)$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -shared -fPIC -o $@ $< -ldl
 
-TEST_BINS += $(BT)/preload_client $(BT)/preload_client_static $(BT)/preload_fault.so
+# Issue 8's regression tests: plain programs as well.
+PRELOAD_PLAIN := preload_quiet preload_initrace preload_reconnect
+$(addprefix $(BT)/,$(PRELOAD_PLAIN)): $(BT)/%: %.c | lib
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(BT)
+	$(Q)$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -pthread -o $@ $<
+
+# A program whose linked library calls socket() and listen() in its
+# constructor, before the preload library's constructor has run.
+$(BT)/libpreload_early.so: preload_early_lib.c | lib
+	$(call say,CC,$@)
+	$(Q)mkdir -p $(BT)
+	$(Q)$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -shared -fPIC -o $@ $<
+$(BT)/preload_early: preload_early.c $(BT)/libpreload_early.so | lib
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -std=c11 -D_GNU_SOURCE $(WARN) -o $@ $< -L$(BT) -lpreload_early \
+	    -Wl,-rpath,$(abspath $(BT))
+
+TEST_BINS += $(BT)/preload_client $(BT)/preload_client_static $(BT)/preload_fault.so \
+	$(addprefix $(BT)/,$(PRELOAD_PLAIN)) $(BT)/libpreload_early.so $(BT)/preload_early
