@@ -17,10 +17,15 @@ per-round ratios.
   bare ctypes call of heartbeat() with no package code around it.
 - monitor.alive(): Monitor.alive(sock) on a watched socket, beside the
   bare ctypes call of heartbeat_monitor_alive().
+- status(): libheartbeat.status(sock) on a live connection (one
+  heartbeat_status_ex() call, one getsockopt(TCP_INFO), and the Status
+  value built from it), beside the bare ctypes call and beside
+  sock.getsockopt(TCP_INFO) from Python, which returns raw bytes only.
 """
 
 from __future__ import annotations
 
+import ctypes
 import socket
 import statistics
 import sys
@@ -51,7 +56,10 @@ def main() -> None:
     mon = hb.Monitor(1000, 3_600_000, on_dead=lambda *a: None)  # no pings: its thread sleeps
     mon.watch(sock)
     ptr = mon._ptr
-    configure, alive = hb.configure, mon.alive
+    configure, alive, status = hb.configure, mon.alive, hb.status
+    raw_status_ex = _lib.LIB.heartbeat_status_ex
+    status_out = _lib.StatusExStruct()
+    status_size = ctypes.c_size_t(ctypes.sizeof(status_out))
 
     def v_configure(n: int) -> None:
         for _ in range(n):
@@ -81,6 +89,19 @@ def main() -> None:
         for _ in range(n):
             raw_alive(ptr, fd)
 
+    def v_status(n: int) -> None:
+        for _ in range(n):
+            status(sock)
+
+    def v_raw_status(n: int) -> None:
+        for _ in range(n):
+            raw_status_ex(fd, ctypes.byref(status_out), status_size)
+
+    def v_tcp_info(n: int) -> None:
+        getsockopt = sock.getsockopt
+        for _ in range(n):
+            getsockopt(TCP, socket.TCP_INFO, 232)
+
     variants: Dict[str, tuple[Callable[[int], None], int]] = {
         "configure": (v_configure, 2000),
         "setsockopt x4": (v_setsockopt, 2000),
@@ -88,6 +109,9 @@ def main() -> None:
         "monitor.alive(sock)": (v_alive, 50000),
         "monitor.alive(fd)": (v_alive_fd, 50000),
         "raw ctypes heartbeat_monitor_alive()": (v_raw_alive, 50000),
+        "status(sock)": (v_status, 5000),
+        "raw ctypes heartbeat_status_ex()": (v_raw_status, 5000),
+        "sock.getsockopt(TCP_INFO)": (v_tcp_info, 5000),
     }
     for fn, n in variants.values():  # warm up
         fn(n // 10)
@@ -119,6 +143,9 @@ def main() -> None:
     print(f"python monitor.alive ns: {med['monitor.alive(sock)']:.0f}  (goal <= 1000)")
     print(f"python monitor.alive fd ns: {med['monitor.alive(fd)']:.0f}")
     print(f"python raw ctypes alive ns: {med['raw ctypes heartbeat_monitor_alive()']:.0f}")
+    print(f"python status ns: {med['status(sock)']:.0f}")
+    print(f"python raw ctypes status_ex ns: {med['raw ctypes heartbeat_status_ex()']:.0f}")
+    print(f"python getsockopt TCP_INFO ns: {med['sock.getsockopt(TCP_INFO)']:.0f}")
     print("(the C calls alone: heartbeat() in the keepalive section, alive() in the monitor section)")
 
 

@@ -12,10 +12,12 @@ import ctypes
 import errno
 import os
 import socket
+import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Tuple
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional, Tuple
 
 if TYPE_CHECKING:
     import pytest
@@ -53,6 +55,67 @@ def keepalive_options(sock: socket.socket) -> Tuple[int, int, int, int, int]:
         sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
         sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT),
     )
+
+
+class TcpInfo(NamedTuple):
+    """The fields of Linux's struct tcp_info that heartbeat_status_ex()
+    reports, read raw with sock.getsockopt(TCP_INFO): the kernel's view."""
+
+    state: int
+    probes: int
+    unacked: int
+    last_data_recv: int
+    last_ack_recv: int
+    rtt: int
+    notsent_bytes: int
+    snd_wnd: Optional[int]  # None: the kernel is older than 5.4
+
+
+# Offsets in struct tcp_info (include/uapi/linux/tcp.h).
+_TCPI = {"state": 0, "probes": 3, "unacked": 24, "last_data_recv": 52, "last_ack_recv": 56, "rtt": 68}
+_TCPI_NOTSENT, _TCPI_SND_WND = 144, 228
+
+
+def tcp_info(sock: socket.socket) -> TcpInfo:
+    raw = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+
+    def u32(off: int) -> int:
+        return int(struct.unpack_from("=I", raw, off)[0])
+
+    return TcpInfo(
+        state=raw[0],
+        probes=raw[3],
+        unacked=u32(_TCPI["unacked"]),
+        last_data_recv=u32(_TCPI["last_data_recv"]),
+        last_ack_recv=u32(_TCPI["last_ack_recv"]),
+        rtt=u32(_TCPI["rtt"]),
+        notsent_bytes=u32(_TCPI_NOTSENT),
+        snd_wnd=u32(_TCPI_SND_WND) if len(raw) >= _TCPI_SND_WND + 4 else None,
+    )
+
+
+def fill(sock: socket.socket) -> int:
+    """Send without blocking until the kernel takes no more (the peer not
+    reading: its window shuts, our send buffer fills); bounded at 256 MiB.
+    Returns the bytes sent."""
+    chunk = bytes(65536)
+    sent = 0
+    for _ in range(4096):
+        try:
+            sent += sock.send(chunk, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return sent
+    raise AssertionError(f"the socket took {sent} bytes without blocking")
+
+
+def wait_until(what: Callable[[], bool], seconds: float) -> bool:
+    """Poll ``what`` every 5 ms until it is true or ``seconds`` have passed."""
+    deadline = time.monotonic() + seconds
+    while not what():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.005)
+    return True
 
 
 def strerror(code: int) -> str:

@@ -22,7 +22,7 @@ import pytest
 from helpers import REPO
 
 import libheartbeat as hb
-from libheartbeat import _abi
+from libheartbeat import _abi, _constants
 
 HEADER = REPO / "include" / "heartbeat.h"
 
@@ -49,8 +49,26 @@ def package_defines() -> Dict[str, int]:
         out["HEARTBEAT_PEER_" + peer.name] = int(peer)
     for reason in hb.DeadReason:
         out["HEARTBEAT_DEAD_" + reason.name] = int(reason)
-    for name in ("IDLE_MIN", "IDLE_MAX", "INTVL_MIN", "INTVL_MAX", "CNT_MIN", "CNT_MAX", "PING_MAX", "LATE_BUCKETS"):
+    public = (
+        "IDLE_MIN",
+        "IDLE_MAX",
+        "INTVL_MIN",
+        "INTVL_MAX",
+        "CNT_MIN",
+        "CNT_MAX",
+        "PING_MAX",
+        "LATE_BUCKETS",
+        "WITHIN_MIN_MS",
+        "WITHIN_MAX_MS",
+    )
+    for name in public:
         out["HEARTBEAT_" + name] = getattr(hb, name)
+    # C spellings of what the Python API says as a keyword argument
+    # (keep_slow_readers=True) and as None (Status.peer_window): kept in
+    # _constants for the wrappers, not exported.
+    for name in ("WITHIN_KEEP_SLOW_READERS", "WINDOW_UNKNOWN"):
+        assert not hasattr(hb, name), name
+        out["HEARTBEAT_" + name] = getattr(_constants, name)
     return out
 
 
@@ -71,6 +89,7 @@ def test_every_define_is_in_the_package_with_its_value() -> None:
 STRUCTS: Dict[str, Any] = {
     "heartbeat_config": _abi.ConfigStruct,
     "heartbeat_status": _abi.StatusStruct,
+    "heartbeat_status_ex": _abi.StatusExStruct,
     "heartbeat_monitor_options": _abi.MonitorOptionsStruct,
     "heartbeat_monitor_stats": _abi.MonitorStatsStruct,
 }
@@ -239,3 +258,6 @@ def test_the_parser_reads_known_items() -> None:
     )
     assert header_structs()["heartbeat_monitor_stats"][-1] == ("unsigned long", "ping_late", "HEARTBEAT_LATE_BUCKETS")
     assert header_defines()["HEARTBEAT_ERR_THREAD"] == -16
+    assert header_defines()["HEARTBEAT_WINDOW_UNKNOWN"] == 2**32 - 1
+    assert header_functions()["heartbeat_status_ex"] == ("int", ["int", "struct heartbeat_status_ex *", "size_t"])
+    assert header_structs()["heartbeat_status_ex"][-1] == ("unsigned int", "last_ack_recv_ms", None)

@@ -10,7 +10,7 @@ import sys
 import sysconfig
 import textwrap
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import pytest
 
@@ -22,14 +22,24 @@ from libheartbeat import _abi as _lib
 CC = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 
 
-def build_fake(directory: Path, version: Optional[str], name: str = _lib.SONAME) -> Path:
-    """A shared library that is not a usable libheartbeat 0.x."""
+#: The functions a 0.1.0 library had before heartbeat_status_ex(),
+#: heartbeat_config_within() and heartbeat_within() were added (issue 11).
+ADDED_BY_ISSUE_11 = ("heartbeat_status_ex", "heartbeat_config_within", "heartbeat_within")
+BEFORE_WITHIN = [f for f in _lib.FUNCTIONS if f not in ADDED_BY_ISSUE_11 and f != "heartbeat_version"]
+
+
+def build_fake(
+    directory: Path, version: Optional[str], name: str = _lib.SONAME, functions: Sequence[str] = ()
+) -> Path:
+    """A shared library that is not a usable libheartbeat 0.x (it exports
+    heartbeat_version() and, as stubs, ``functions``)."""
     directory.mkdir(parents=True, exist_ok=True)
     src = directory / "fake.c"
     if version is None:
         src.write_text("int not_heartbeat(void) { return 0; }\n")
     else:
-        src.write_text(f'const char *heartbeat_version(void) {{ return "{version}"; }}\n')
+        stubs = "".join(f"int {f}(void) {{ return 0; }}\n" for f in functions)
+        src.write_text(f'const char *heartbeat_version(void) {{ return "{version}"; }}\n' + stubs)
     out = directory / name
     assert CC is not None
     subprocess.run([CC, "-shared", "-fPIC", f"-Wl,-soname,{name}", "-o", str(out), str(src)], check=True)
@@ -47,6 +57,7 @@ def fakes(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
         "old": build_fake(base / "old", "0.0.1"),
         "garbage": build_fake(base / "garbage", "banana"),
         "other": build_fake(base / "other", None),
+        "before-within": build_fake(base / "before-within", "0.1.0", functions=BEFORE_WITHIN),
     }
 
 
@@ -109,6 +120,11 @@ def test_import_with_a_wrong_path_fails_with_the_path() -> None:
         ("old", "version 0.0.1 lacks heartbeat, heartbeat_disable"),
         ("garbage", "heartbeat_version() returned 'banana', not MAJOR.MINOR.PATCH"),
         ("other", "not libheartbeat: it has no heartbeat_version()"),
+        # A library from before issue 11 is refused, naming exactly what it lacks.
+        (
+            "before-within",
+            "version 0.1.0 lacks heartbeat_status_ex, heartbeat_config_within, heartbeat_within (too old?)",
+        ),
     ],
 )
 def test_incompatible_library_is_refused(fakes: Dict[str, Path], fake: str, why: str) -> None:
@@ -121,6 +137,12 @@ def test_import_refuses_another_major_version(fakes: Dict[str, Path]) -> None:
     r = run_python("import libheartbeat", env={_lib.ENV: str(fakes["v1"])})
     assert r.returncode != 0
     assert "major version 1" in r.stderr and str(fakes["v1"]) in r.stderr
+
+
+def test_import_refuses_a_library_older_than_the_package(fakes: Dict[str, Path]) -> None:
+    r = run_python("import libheartbeat", env={_lib.ENV: str(fakes["before-within"])})
+    assert r.returncode != 0
+    assert "LibraryError" in r.stderr and "lacks heartbeat_status_ex" in r.stderr
 
 
 def search(code: str, env: Dict[str, str]) -> str:

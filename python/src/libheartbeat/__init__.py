@@ -7,8 +7,8 @@ compiler needed)::
     import libheartbeat
 
     sock = socket.create_connection(("127.0.0.1", 8080))
-    libheartbeat.configure(sock, idle=10, intvl=5, cnt=3)   # dead after ~25 s of silence
-    print(libheartbeat.status(sock).peer)                    # Peer.ALIVE
+    libheartbeat.within(sock, 10_000)        # a vanished peer: dead within 10 s
+    print(libheartbeat.status(sock).peer)    # Peer.ALIVE (STALLED: alive, not reading)
 
     with libheartbeat.Monitor(1000, 3000, ping=b"PING\\n",
                               on_dead=lambda conn, reason, err: print("gone", reason)) as mon:
@@ -34,13 +34,27 @@ from ._constants import (
     INTVL_MIN,
     LATE_BUCKETS,
     PING_MAX,
+    WITHIN_MAX_MS,
+    WITHIN_MIN_MS,
     Code,
     DeadReason,
     Peer,
 )
 from ._errors import FdLike, HeartbeatError, SupportsFileno
 from ._lib import LIBRARY_PATH, LIBRARY_VERSION, LibraryError
-from .keepalive import Config, Status, apply, configure, deadline_ms, disable, get, status, system_defaults
+from .keepalive import (
+    Config,
+    Status,
+    apply,
+    config_within,
+    configure,
+    deadline_ms,
+    disable,
+    get,
+    status,
+    system_defaults,
+    within,
+)
 from .monitor import Monitor, MonitorStats
 
 #: This package's version.
@@ -59,6 +73,8 @@ __all__ = [
     "INTVL_MIN",
     "LATE_BUCKETS",
     "PING_MAX",
+    "WITHIN_MAX_MS",
+    "WITHIN_MIN_MS",
     "Code",
     "Config",
     "DeadReason",
@@ -71,6 +87,7 @@ __all__ = [
     "Status",
     "SupportsFileno",
     "apply",
+    "config_within",
     "configure",
     "deadline_ms",
     "disable",
@@ -79,4 +96,5 @@ __all__ = [
     "library_version",
     "status",
     "system_defaults",
+    "within",
 ]

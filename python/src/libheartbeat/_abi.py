@@ -96,6 +96,19 @@ class StatusStruct(ctypes.Structure):
     ]
 
 
+class StatusExStruct(ctypes.Structure):
+    """struct heartbeat_status_ex: struct heartbeat_status's seven fields,
+    then four more. Passed to heartbeat_status_ex() with its size, so the
+    library writes exactly this many bytes whatever its own version."""
+
+    _fields_ = StatusStruct._fields_ + [
+        ("notsent_bytes", c_uint),
+        ("unacked", c_uint),
+        ("peer_window", c_uint),
+        ("last_ack_recv_ms", c_uint),
+    ]
+
+
 #: heartbeat_ping_fn: int (*)(struct heartbeat_monitor *, int fd, void *user)
 PING_FN = ctypes.CFUNCTYPE(c_int, ctypes.c_void_p, c_int, ctypes.c_void_p)
 #: heartbeat_dead_fn: void (*)(struct heartbeat_monitor *, int fd, int reason,
@@ -138,11 +151,16 @@ class MonitorStatsStruct(ctypes.Structure):
 _P = ctypes.POINTER
 _VP = ctypes.c_void_p  # struct heartbeat_monitor * (opaque)
 
-#: Every C function the package calls: name -> (result type, argument types).
-#: A function added to the library gets one line here and one wrapper.
-#: Functions that exist only in newer 0.x libraries go into OPTIONAL (their
-#: wrapper then checks ``LIB`` for the attribute and says which version is
-#: needed); none so far.
+#: Every C function of the library, bound: name -> (result type, argument
+#: types). A function added to the library gets one line here and one
+#: wrapper. All are required: a library that lacks one (a 0.x built before
+#: it was added, such as one without heartbeat_status_ex() and
+#: heartbeat_within()) is refused at import, naming what it lacks, rather
+#: than accepted with functions that fail later or status fields that read
+#: as unknown. Functions to be accepted as missing would go into OPTIONAL
+#: (their wrapper then checks ``LIB`` for the attribute); none so far.
+#: heartbeat_status() is bound but not called: status() uses
+#: heartbeat_status_ex(), which reports the same seven fields and more.
 FUNCTIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "heartbeat": (c_int, [c_int, c_int, c_int, c_int]),
     "heartbeat_disable": (c_int, [c_int]),
@@ -153,6 +171,9 @@ FUNCTIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "heartbeat_strerror": (ctypes.c_char_p, [c_int]),
     "heartbeat_version": (ctypes.c_char_p, []),
     "heartbeat_status": (c_int, [c_int, _P(StatusStruct)]),
+    "heartbeat_status_ex": (c_int, [c_int, _P(StatusExStruct), ctypes.c_size_t]),
+    "heartbeat_config_within": (c_int, [c_uint, c_uint, _P(ConfigStruct)]),
+    "heartbeat_within": (c_int, [c_int, c_uint, c_uint]),
     "heartbeat_monitor_new": (_VP, [_P(MonitorOptionsStruct), _P(c_int)]),
     "heartbeat_monitor_watch": (c_int, [_VP, c_int]),
     "heartbeat_monitor_alive": (c_int, [_VP, c_int]),
@@ -167,8 +188,10 @@ OPTIONAL: FrozenSet[str] = frozenset()
 #: argument, more than the C function itself for heartbeat_monitor_alive).
 #: Their wrappers pass only what ctypes converts exactly by itself: ints
 #: already brought into the C int range (_errors.fd_of, _errors.c_int), a
-#: ctypes.c_void_p or None for the monitor, and byref() of the right struct.
-UNCHECKED: FrozenSet[str] = frozenset({"heartbeat", "heartbeat_status", "heartbeat_monitor_alive"})
+#: ctypes.c_void_p or None for the monitor, byref() of the right struct, and
+#: a ready ctypes.c_size_t for a size_t (a bare int is passed as a C int,
+#: which the calling convention does not promise to widen to a size_t).
+UNCHECKED: FrozenSet[str] = frozenset({"heartbeat", "heartbeat_status_ex", "heartbeat_monitor_alive"})
 #: Functions called without releasing the GIL (through a ctypes.PyDLL view
 #: of the same library): each is lock-free and makes no system call, so
 #: holding the GIL for its ~30 ns is cheaper than dropping and retaking it.

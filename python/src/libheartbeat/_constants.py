@@ -50,6 +50,8 @@ class Code(_OpenIntEnum):
     ERR_DEAD_CALLBACK = -14
     ERR_PING = -15
     ERR_THREAD = -16
+    ERR_ROLLBACK = -17
+    ERR_WITHIN = -18
 
     @property
     def c_name(self) -> str:
@@ -58,11 +60,17 @@ class Code(_OpenIntEnum):
 
 
 class Peer(_OpenIntEnum):
-    """Where a connection stands (``HEARTBEAT_PEER_*``), :attr:`Status.peer`."""
+    """Where a connection stands (``HEARTBEAT_PEER_*``), :attr:`Status.peer`.
+
+    States may be added in later library versions (they arrive as
+    ``UNKNOWN(n)`` members): treat an unknown state as connected.
+    """
 
     #: Connected; no keepalive probe is outstanding.
     ALIVE = 0
-    #: Connected, but probes go out unanswered (:attr:`Status.probes`).
+    #: Connected, but probes go out unanswered (:attr:`Status.probes`), or,
+    #: with the peer's window shut, its last ACK is older than the probe
+    #: interval allows: the peer may be gone.
     PROBING = 1
     #: Over, no error pending: the peer closed (FIN), or the error was taken.
     CLOSED = 2
@@ -72,6 +80,13 @@ class Peer(_OpenIntEnum):
     TIMED_OUT = 4
     #: Listening, never connected, or connect() in progress.
     NOT_CONNECTED = 5
+    #: Connected, alive, but not reading: the peer advertises a zero window
+    #: while we have data for it, and answers the window probes
+    #: (:attr:`Status.peer_window` 0, :attr:`Status.notsent_bytes`,
+    #: :attr:`Status.last_ack_recv_ms`). Not dead; but a TCP_USER_TIMEOUT
+    #: (:func:`within` without ``keep_slow_readers``) ends it. Linux 5.4 or
+    #: later (older kernels report ALIVE).
+    STALLED = 6
 
 
 class DeadReason(_OpenIntEnum):
@@ -96,3 +111,15 @@ CNT_MAX = 127
 PING_MAX = 4096
 #: Number of buckets of :attr:`MonitorStats.ping_late`.
 LATE_BUCKETS = 20
+#: Smallest and largest ``ms`` accepted by :func:`within` and
+#: :func:`config_within` (2785 ms: no smaller deadline can be guaranteed
+#: with keepalive's whole seconds and late kernel timers; 24 hours).
+WITHIN_MIN_MS = 2785
+WITHIN_MAX_MS = 86400000
+
+# The C spellings of what the Python API says otherwise (not exported):
+#: heartbeat_within() flag: ``keep_slow_readers=True``.
+WITHIN_KEEP_SLOW_READERS = 1
+#: heartbeat_status_ex() ``peer_window`` when the kernel does not report it
+#: (Linux before 5.4): :attr:`Status.peer_window` is then None.
+WINDOW_UNKNOWN = 4294967295

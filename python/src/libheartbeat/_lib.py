@@ -15,6 +15,7 @@ from ._abi import (
     LibraryError,
     MonitorOptionsStruct,
     MonitorStatsStruct,
+    StatusExStruct,
     StatusStruct,
     load,
 )
@@ -34,5 +35,6 @@ __all__ = [
     "LibraryError",
     "MonitorOptionsStruct",
     "MonitorStatsStruct",
+    "StatusExStruct",
     "StatusStruct",
 ]

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import ctypes
 from dataclasses import dataclass
+from typing import Optional
 
 from . import _lib
-from ._constants import Peer
+from ._constants import WINDOW_UNKNOWN, WITHIN_KEEP_SLOW_READERS, Peer
 from ._errors import UINT_MAX, FdLike, c_int, c_uint, error, fd_of
 
 _L = _lib.LIB
@@ -22,7 +23,18 @@ _get = _L.heartbeat_get
 _apply = _L.heartbeat_apply
 _system_defaults = _L.heartbeat_system_defaults
 _deadline_ms = _L.heartbeat_deadline_ms
-_status = _L.heartbeat_status
+_status_ex = _L.heartbeat_status_ex
+_config_within = _L.heartbeat_config_within
+_within = _L.heartbeat_within
+#: sizeof(struct heartbeat_status_ex) as this package knows it, ready for the
+#: unchecked call: the library writes exactly this many bytes (zeros beyond
+#: its own struct, were it older; only the known fields, were it newer).
+_STATUS_EX_SIZE = ctypes.c_size_t(ctypes.sizeof(_lib.StatusExStruct))
+#: The known states by value: a dict lookup instead of Peer(value), whose
+#: enum machinery costs more than the C call (a value from a newer library
+#: still goes through Peer(), becoming UNKNOWN(n)).
+_PEERS = {int(p): p for p in Peer}
+_new_status = object.__new__
 
 
 @dataclass(frozen=True)
@@ -59,8 +71,14 @@ class Config:
 
 @dataclass(frozen=True)
 class Status:
-    """Where a TCP connection stands (``struct heartbeat_status``), as read
-    by :func:`status`. The kernel's figures (Linux TCP_INFO) at that moment."""
+    """Where a TCP connection stands (``struct heartbeat_status_ex``), as
+    read by :func:`status`. The kernel's figures (Linux TCP_INFO) at that
+    moment, all from one getsockopt() call.
+
+    The first seven fields are those of ``struct heartbeat_status``; the
+    last four tell a peer that stopped reading (:attr:`Peer.STALLED`) from
+    one that is gone (:attr:`Peer.PROBING`).
+    """
 
     #: The state; a :class:`Peer`.
     peer: Peer
@@ -78,6 +96,20 @@ class Status:
     rtt_us: int
     #: The Linux TCP state (1 ESTABLISHED, 7 CLOSE, 8 CLOSE_WAIT, 10 LISTEN...).
     tcp_state: int
+    #: Bytes written by the program and not sent yet (tcpi_notsent_bytes):
+    #: waiting for the peer's window or the congestion window. Sent but
+    #: unacknowledged bytes are not included.
+    notsent_bytes: int
+    #: Segments sent and not yet acknowledged (tcpi_unacked).
+    unacked: int
+    #: The peer's receive window in bytes (tcpi_snd_wnd): 0 when its
+    #: receive buffer is full. None when the kernel does not report it
+    #: (Linux before 5.4; STALLED is then never reported).
+    peer_window: Optional[int]
+    #: Milliseconds since the last acknowledgement from the peer
+    #: (tcpi_last_ack_recv): stays small while a stalled peer answers the
+    #: window probes, grows when the peer is gone.
+    last_ack_recv_ms: int
 
 
 def configure(sock: FdLike, idle: int, intvl: int, cnt: int) -> None:
@@ -155,7 +187,11 @@ def apply(sock: FdLike, config: Config) -> None:
     A bad field raises :class:`HeartbeatError` with that field's code and
     EINVAL, before anything changes. If the kernel refuses an option, the
     ones already changed are set back and the refused option's code is
-    raised with its errno. Afterwards :func:`get` returns ``config``.
+    raised with its errno; if they cannot all be set back exactly (a
+    previous value beyond what setsockopt() accepts, such as idle 40000
+    from a namespace's sysctl), ``ERR_ROLLBACK`` is raised instead, with the
+    refused call's errno, and each option holds its previous or its new
+    value. Afterwards :func:`get` returns ``config``.
     """
     if not isinstance(config, Config):
         raise TypeError(f"apply() needs a libheartbeat.Config, not {type(config).__name__}")
@@ -197,29 +233,95 @@ def deadline_ms(idle: int, intvl: int, cnt: int) -> int:
 
 def status(sock: FdLike) -> Status:
     """Where the connection stands, without reading or consuming any data
-    (one getsockopt(TCP_INFO); plus SO_ERROR on a closed socket, whose
-    pending error this call takes and returns in :attr:`Status.error`).
+    (``heartbeat_status_ex()``: one getsockopt(TCP_INFO); plus SO_ERROR on a
+    closed socket, whose pending error this call takes and returns in
+    :attr:`Status.error`).
 
     Raises :class:`HeartbeatError` ``ERR_TCP_INFO`` if the fd is not an open
     TCP socket (EBADF, ENOTSOCK, EOPNOTSUPP, ENOPROTOOPT).
     """
-    out = _lib.StatusStruct()
-    rc = _status(fd_of(sock), ctypes.byref(out))
+    out = _lib.StatusExStruct()
+    rc = _status_ex(fd_of(sock), ctypes.byref(out), _STATUS_EX_SIZE)
     if rc:
-        raise error(rc, "heartbeat_status")
-    return Status(
-        peer=Peer(out.peer),
+        raise error(rc, "heartbeat_status_ex")
+    peer = _PEERS.get(out.peer)
+    window = out.peer_window
+    # Built without Status.__init__: a frozen dataclass's __init__ makes an
+    # object.__setattr__() call per field, which took about half of
+    # status()'s time when measured. The same value as Status(**fields);
+    # tests/test_status.py checks that.
+    st = _new_status(Status)
+    st.__dict__.update(
+        peer=Peer(out.peer) if peer is None else peer,
         error=out.error,
         probes=out.probes,
         retransmits=out.retransmits,
         last_data_recv_ms=out.last_data_recv_ms,
         rtt_us=out.rtt_us,
         tcp_state=out.tcp_state,
+        notsent_bytes=out.notsent_bytes,
+        unacked=out.unacked,
+        peer_window=None if window == WINDOW_UNKNOWN else window,
+        last_ack_recv_ms=out.last_ack_recv_ms,
     )
+    return st
 
 
-# heartbeat_within(fd, ms) and heartbeat_config_within(ms, &cfg) (issue 11)
-# go here as within(sock, ms) -> None and config_within(ms) -> Config, each a
-# copy of the pattern above; bind them in _lib.FUNCTIONS (in OPTIONAL if
-# older 0.x libraries are still to be accepted) and add their codes to
-# _constants.
+def _within_args(ms: int, keep_slow_readers: bool) -> tuple[int, int]:
+    # An ms beyond the C unsigned range saturates (plain ctypes would wrap
+    # 2**32 + 5000 to 5000) and a negative one becomes 0: both are refused
+    # with ERR_WITHIN, as any ms out of range.
+    return c_uint(ms, 0), WITHIN_KEEP_SLOW_READERS if keep_slow_readers else 0
+
+
+def config_within(ms: int, *, keep_slow_readers: bool = False) -> Config:
+    """The configuration :func:`within` applies for ``ms``
+    (``heartbeat_config_within()``); a pure function, no system call.
+
+    Keepalive on, ``idle``/``intvl``/``cnt`` whose deadline is the largest
+    whole number of seconds that meets ``ms`` with every kernel timer at its
+    latest, and ``user_timeout_ms`` equal to that deadline (0 with
+    ``keep_slow_readers``). For example 3000 gives 1/1/1 and 2000 ms, 5000
+    gives 1/1/3 and 4000 ms, 10000 gives 5/1/3 and 8000 ms.
+
+    Raises :class:`HeartbeatError` ``ERR_WITHIN`` (EINVAL) if ``ms`` is
+    outside :data:`WITHIN_MIN_MS`..:data:`WITHIN_MAX_MS`.
+    """
+    c_ms, flags = _within_args(ms, keep_slow_readers)
+    out = _lib.ConfigStruct()
+    rc = _config_within(c_ms, flags, ctypes.byref(out))
+    if rc:
+        raise error(rc, "heartbeat_config_within")
+    return _config(out)
+
+
+def within(sock: FdLike, ms: int, *, keep_slow_readers: bool = False) -> None:
+    """Tell me within ``ms`` milliseconds that the peer is gone
+    (``heartbeat_within()``): keepalive and TCP_USER_TIMEOUT, set all or
+    nothing exactly as :func:`apply` of :func:`config_within` ``(ms)``.
+
+    A peer that vanishes is then declared dead (the socket fails with
+    ETIMEDOUT) no later than ``ms`` after the last segment received from it
+    when the connection was idle, and no later than ``ms`` after the send
+    of the oldest unacknowledged data when data was in flight; never
+    earlier than the configuration's ``user_timeout_ms`` after it.
+
+    The price of the user timeout: a peer that is alive but stops reading
+    while you have data to send (:attr:`Peer.STALLED`) is ended too, about
+    ``user_timeout_ms`` after its window shut. With
+    ``keep_slow_readers=True`` it is not (no user timeout: keepalive only),
+    and then neither is a peer that vanishes while data is unacknowledged
+    or waiting for its window, until the kernel's retransmission limit
+    (about 15 minutes); idle connections are covered the same either way.
+
+    Raises :class:`HeartbeatError`: ``ERR_WITHIN`` (EINVAL) for ``ms``
+    outside :data:`WITHIN_MIN_MS`..:data:`WITHIN_MAX_MS`, before any system
+    call; otherwise as :func:`apply` (not a TCP socket: ``ERR_IDLE``; an
+    MPTCP socket without ``keep_slow_readers``: ``ERR_USER_TIMEOUT``,
+    EOPNOTSUPP; ``ERR_ROLLBACK`` if a refused option could not be undone).
+    Nothing changes when it raises, except with ``ERR_ROLLBACK``.
+    """
+    c_ms, flags = _within_args(ms, keep_slow_readers)
+    rc = _within(fd_of(sock), c_ms, flags)
+    if rc:
+        raise error(rc, "heartbeat_within")
