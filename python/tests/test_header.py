@@ -35,9 +35,13 @@ def header_text() -> str:
 
 
 def header_defines() -> Dict[str, int]:
+    # HEARTBEAT_VERSION_MAJOR/_MINOR/_PATCH say which header a C program was
+    # compiled against; the package checks the loaded library's version at
+    # run time instead (heartbeat_version(), test_loader.py).
     return {
         m.group(1): int(m.group(2))
         for m in re.finditer(r"^#define (HEARTBEAT_\w+) (-?\d+)\s*$", header_text(), flags=re.M)
+        if not m.group(1).startswith("HEARTBEAT_VERSION_")
     }
 
 
