@@ -608,8 +608,8 @@ preload_syscall_cost() {
                 exit bad
             }' "$tr" || bad=1
     done <<'EOF'
-connect,listen 0 socket-tcp:0/0,listen-new:6/5,listen-again:1/0,socket-tcp-2:0/0,connect-new:6/5,connect-again:1/0,accept:0/0,socket-udp:0/0,connect-udp:1/0,listen-unix:1/0,connect-unix:1/0,accept-unix:0/0,connect-mptcp:5/0
-connect,listen 1 socket-tcp:0/0,listen-new:6/5,listen-again:1/0,socket-tcp-2:0/0,connect-new:6/5,connect-again:1/0,accept:0/0,socket-udp:0/0,connect-udp:2/0,listen-unix:2/0,connect-unix:2/0,accept-unix:0/0,connect-mptcp:5/0
+connect,listen 0 socket-tcp:0/0,listen-new:6/5,listen-again:1/0,socket-tcp-2:0/0,connect-new:6/5,connect-again:1/0,accept:0/0,socket-udp:0/0,connect-udp:1/0,listen-unix:1/0,connect-unix:1/0,accept-unix:0/0,connect-mptcp:7/0
+connect,listen 1 socket-tcp:0/0,listen-new:6/5,listen-again:1/0,socket-tcp-2:0/0,connect-new:6/5,connect-again:1/0,accept:0/0,socket-udp:0/0,connect-udp:2/0,listen-unix:2/0,connect-unix:2/0,accept-unix:0/0,connect-mptcp:7/0
 socket,accept 0 socket-tcp:5/5,listen-new:0/0,listen-again:0/0,socket-tcp-2:5/5,connect-new:0/0,connect-again:0/0,accept:6/5,socket-udp:0/0,connect-udp:0/0,listen-unix:0/0,connect-unix:0/0,accept-unix:1/0,connect-mptcp:0/0
 socket,accept 1 socket-tcp:5/5,listen-new:0/0,listen-again:0/0,socket-tcp-2:5/5,connect-new:0/0,connect-again:0/0,accept:6/5,socket-udp:0/0,connect-udp:0/0,listen-unix:0/0,connect-unix:0/0,accept-unix:2/0,connect-mptcp:0/0
 EOF
