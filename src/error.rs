@@ -63,6 +63,10 @@ pub enum Error {
     /// The monitor thread could not be started (errno from pthread_create).
     #[error("{}", msg(MSG_THREAD))]
     Thread(Errno),
+    /// A monitor's callback would wait for another monitor's callback that
+    /// is waiting for it (errno EDEADLK).
+    #[error("{}", msg(MSG_DEADLOCK))]
+    Deadlock,
 }
 
 /// The result type of the safe core.
@@ -94,6 +98,7 @@ pub(crate) const MSG_TIMEOUT: &str =
 pub(crate) const MSG_DEAD_CALLBACK: &str = "monitor options: dead_cb must not be NULL\0";
 pub(crate) const MSG_PING: &str = "monitor options: ping_data/ping_len/ping_cb are inconsistent (NULL data with a length, a length above HEARTBEAT_PING_MAX, or both bytes and a callback)\0";
 pub(crate) const MSG_THREAD: &str = "the monitor thread could not be started\0";
+pub(crate) const MSG_DEADLOCK: &str = "unwatch from a callback: the fd's callback on the other monitor is waiting for this callback, so waiting for it would deadlock (not waited for)\0";
 pub(crate) const MSG_UNKNOWN: &str = "unknown libheartbeat error code\0";
 
 /// The text of a message without its terminating NUL.
@@ -123,6 +128,7 @@ impl Error {
             Error::AlreadyWatched => libc::EEXIST,
             Error::NotWatched => libc::ENOENT,
             Error::NoMem => libc::ENOMEM,
+            Error::Deadlock => libc::EDEADLK,
             Error::Interval | Error::Timeout | Error::DeadCallback | Error::Ping => libc::EINVAL,
         }
     }
