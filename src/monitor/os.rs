@@ -57,15 +57,16 @@ pub(crate) fn now_ns() -> u64 {
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
-/// The model checker's clock: every read is one hour after the previous
-/// one, so whatever is scheduled is due at the next look and the monitor
-/// thread never sleeps on a deadline (loom does not model time). Only the
-/// interleavings matter there, not the durations.
+/// The model checker's clock (loom does not model time): every read is
+/// 100 s after the previous one, so whatever is scheduled with durations
+/// below that is due at the monitor thread's next look; only the
+/// interleavings matter there, not the durations. (A timer days away, as
+/// one model uses, stays pending: see [`Cond::wait_until`].)
 #[cfg(loom)]
 pub(crate) fn now_ns() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static CLOCK: AtomicU64 = AtomicU64::new(1_000_000_000);
-    CLOCK.fetch_add(3_600_000_000_000, Ordering::Relaxed)
+    CLOCK.fetch_add(100_000_000_000, Ordering::Relaxed)
 }
 
 /// One `send(fd, bytes, MSG_NOSIGNAL | MSG_DONTWAIT)`: never blocks, never
@@ -400,9 +401,13 @@ impl Cond {
         g.g = Some(self.raw.wait(inner).unwrap());
     }
 
-    /// loom has no time: with its clock (see [`now_ns`]) every deadline has
-    /// passed at the next look, so a timed wait returns at once.
-    pub(crate) fn wait_until<T>(&self, _g: &mut Guard<'_, T>, _deadline_ns: u64) {}
+    /// loom has no time: a timed wait is a wait for a notification (a
+    /// watch with an earlier timer, or the shutdown). The monitor thread
+    /// waits like this only when nothing is due (with the loom clock, only
+    /// for timers days away), so those timers stay pending in the models.
+    pub(crate) fn wait_until<T>(&self, g: &mut Guard<'_, T>, _deadline_ns: u64) {
+        self.wait(g);
+    }
 
     pub(crate) fn notify_all(&self) {
         self.raw.notify_all();

@@ -238,7 +238,7 @@ impl Table {
     }
 
     /// Bytes of one chunk (the memory test checks the per-fd cost).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn chunk_bytes() -> usize {
         std::mem::size_of::<Chunk>()
     }
