@@ -534,7 +534,10 @@ impl Core {
 
     fn lock(&self) -> os::Guard<'_, Inner> {
         #[cfg(loom)]
-        assert!(!self.released.load(Ordering::SeqCst), "monitor used after release");
+        assert!(
+            !self.released.load(Ordering::SeqCst),
+            "monitor used after release"
+        );
         self.inner.lock()
     }
 
@@ -639,7 +642,10 @@ impl Core {
             g.waiters -= 1;
             drop(w);
             #[cfg(loom)]
-            assert!(!self.released.load(Ordering::SeqCst), "monitor used after release");
+            assert!(
+                !self.released.load(Ordering::SeqCst),
+                "monitor used after release"
+            );
         }
     }
 

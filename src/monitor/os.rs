@@ -153,7 +153,9 @@ pub(crate) struct Thread(loom::thread::JoinHandle<()>);
 
 /// What the new thread runs: the closure, boxed (the one allocation).
 #[cfg(not(loom))]
-extern "C" fn trampoline<F: FnOnce() + Send + 'static>(arg: *mut libc::c_void) -> *mut libc::c_void {
+extern "C" fn trampoline<F: FnOnce() + Send + 'static>(
+    arg: *mut libc::c_void,
+) -> *mut libc::c_void {
     // SAFETY: `arg` is the Box<F> that `spawn` leaked for this thread, which
     // takes it back exactly once.
     let f = unsafe { Box::from_raw(arg.cast::<F>()) };

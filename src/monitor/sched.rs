@@ -586,7 +586,15 @@ mod tests {
                     if fd == 1 {
                         s.unwatch(&t, 1).unwrap(); // raced with the send
                     }
-                    let r = s.ping_done(&t, fd, generation, offset, Sent::Failed(libc::EPIPE), now, now);
+                    let r = s.ping_done(
+                        &t,
+                        fd,
+                        generation,
+                        offset,
+                        Sent::Failed(libc::EPIPE),
+                        now,
+                        now,
+                    );
                     if fd == 0 {
                         assert_eq!(r, Some(Death::SendFailed(libc::EPIPE)));
                     } else {
@@ -785,7 +793,11 @@ mod tests {
         // looks up to 8 ms late and some sends take 5 ms, so pings go out
         // many milliseconds late, by varying amounts.
         let r = late_driver((20, 40), 50, None, 20 * MS - 1000, 8000, 230, 60 * S);
-        assert!(r.worst_late > 5 * MS, "pings were not late: {} ns", r.worst_late);
+        assert!(
+            r.worst_late > 5 * MS,
+            "pings were not late: {} ns",
+            r.worst_late
+        );
         // The old rule would have killed answering peers here...
         assert!(r.old_rule_deaths > 10, "{}", r.old_rule_deaths);
         // ...the rule does not.
@@ -803,7 +815,11 @@ mod tests {
         assert!(r.deaths.iter().all(|&(_, fd)| fd == 3), "{:?}", r.deaths);
         // One death per round (the last round may end before its death).
         let n = r.deaths.len();
-        assert!(n + 1 >= r.rounds.len() && n <= r.rounds.len(), "{:?}", r.deaths);
+        assert!(
+            n + 1 >= r.rounds.len() && n <= r.rounds.len(),
+            "{:?}",
+            r.deaths
+        );
         for (&(at, _), &w) in r.deaths.iter().zip(&r.rounds) {
             let after = at - w;
             assert!((40 * MS..=60 * MS).contains(&after), "{after}");
