@@ -9,7 +9,8 @@
 # 2. AddressSanitizer and ThreadSanitizer (nightly toolchain: its ASan and
 #    TSan runtimes), on the monitor's Rust unit tests and on the C monitor
 #    tests (test_monitor.c, test_monitor_edges.c) with libheartbeat.so and
-#    the test programs both built with the sanitizer. ThreadSanitizer needs
+#    the test programs both built with the sanitizer (see monitor_san_build
+#    for the runtimes). ThreadSanitizer needs
 #    the standard library instrumented too (-Zbuild-std, which needs the
 #    nightly's rust-src component: .ci/setup.d/monitor.sh adds it); without
 #    rust-src the TSan steps print SKIP and ASan still runs (std is then not
@@ -43,11 +44,23 @@ monitor_san_build() {
     ln -sf libheartbeat.so.0 "$dir/libheartbeat.so"
     # The library must really be instrumented.
     nm -D "$dir/libheartbeat.so" | grep -q " U __${2}_" || { echo "not instrumented"; return 1; }
-    local t
+    # The programs are instrumented by the C compiler. ASan: gcc's runtime
+    # (libasan) serves the Rust-instrumented library too. TSan: the
+    # library's instrumentation (LLVM's, newer than gcc 12's libtsan, which
+    # lacks __tsan_memset and friends) needs the runtime shipped with the
+    # nightly toolchain, linked whole into the program.
+    local t rt
+    rt="$(rustc +nightly --print sysroot)/lib/rustlib/$MON_TRIPLE/lib/librustc-nightly_rt.tsan.a"
     for t in test_monitor test_monitor_edges; do
         ${CC:-cc} -O1 -g -fsanitize="$san" -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE \
-            -Iinclude -Ic-tests/lib -pthread -o "$dir/$t" "c-tests/monitor/$t.c" \
-            -L"$dir" -Wl,-rpath,"$PWD/$dir" -lheartbeat -ldl || return 1
+            -Iinclude -Ic-tests/lib -pthread -c -o "$dir/$t.o" "c-tests/monitor/$t.c" || return 1
+        if [ "$san" = thread ]; then
+            ${CC:-cc} -o "$dir/$t" "$dir/$t.o" -Wl,--whole-archive "$rt" -Wl,--no-whole-archive \
+                -L"$dir" -Wl,-rpath,"$PWD/$dir" -lheartbeat -ldl -lpthread -lm -lstdc++ || return 1
+        else
+            ${CC:-cc} -fsanitize=address -o "$dir/$t" "$dir/$t.o" \
+                -L"$dir" -Wl,-rpath,"$PWD/$dir" -lheartbeat -ldl || return 1
+        fi
     done
 }
 
