@@ -149,6 +149,16 @@ extern "C" {
 #define HEARTBEAT_ERR_THREAD -16
 
 /**
+ * `heartbeat_monitor_unwatch()` called from a callback of one monitor for
+ * an fd whose callback is running on another monitor and is itself waiting
+ * (in unwatch() or free() of the first monitor) for the calling callback:
+ * waiting would deadlock both threads, so the call did not wait (errno
+ * EDEADLK). The fd is no longer watched, but its running callback may
+ * still be using it.
+ */
+#define HEARTBEAT_ERR_DEADLOCK -20
+
+/**
  * `heartbeat_apply()` (and `heartbeat_within()`): the kernel refused an
  * option half way and the socket could not be put back exactly as it was,
  * because a previous value is beyond what setsockopt() accepts (in a
@@ -330,10 +340,24 @@ extern "C" {
 /**
  * A heartbeat monitor: one background thread (named "heartbeat-mon")
  * that pings watched connections every `interval_ms` and reports a peer
- * dead after `timeout_ms` without news. Opaque: created by
- * `heartbeat_monitor_new()`, released by `heartbeat_monitor_free()`. All
- * functions taking it are safe to call from any thread at any time,
- * including from the monitor's own callbacks.
+ * dead when it stops answering (see `timeout_ms` for the exact rule).
+ * Opaque: created by `heartbeat_monitor_new()`, released by
+ * `heartbeat_monitor_free()`. All functions taking it are safe to call
+ * from any thread, including from the monitor's own callbacks, until
+ * free() is called (see there for calls in progress at that moment).
+ *
+ * The thread: it starts with every signal blocked (signals are blocked in
+ * the creating thread for the few microseconds of pthread_create and
+ * restored), so the application's signal handlers never run on it; it
+ * gets the process's default thread stack size (what pthread_create gives
+ * a thread without attributes: RLIMIT_STACK at program start, i.e.
+ * `ulimit -s`, typically 8 MiB; 2 MiB if unlimited; changed by
+ * pthread_setattr_default_np() before heartbeat_monitor_new()), and the
+ * callbacks run on that stack.
+ *
+ * After fork(), the child has a copy of the monitor without its thread:
+ * there the monitor does nothing, and heartbeat_monitor_free() in the child
+ * does nothing (see there); no other function may be called in the child.
  */
 struct heartbeat_monitor;
 
@@ -486,12 +510,14 @@ struct heartbeat_status_ex {
 
 /**
  * Ping callback: send one ping on `fd` (the application frames and writes
- * it itself, typically with MSG_DONTWAIT). Return 0 if it was sent or the
- * send would block (not a death); return an errno value (> 0, e.g. EPIPE)
- * if the connection is broken: the dead callback then runs with
- * HEARTBEAT_DEAD_SEND_FAILED and that value (a negative return counts as
- * EIO). Runs on the monitor thread; must return normally (no longjmp, no
- * C++ exception).
+ * it itself, typically with MSG_DONTWAIT). Return 0 if it was sent;
+ * EAGAIN, EWOULDBLOCK or EINTR if the send would block: that ping is
+ * skipped, which is not a death (counted in `pings_blocked`); any other
+ * errno value (> 0, e.g. EPIPE) if the connection is broken: the dead
+ * callback then runs with HEARTBEAT_DEAD_SEND_FAILED and that value (a
+ * negative return counts as EIO). A callback that frees the monitor may
+ * return anything: no callback runs after it. Runs on the monitor thread;
+ * must return normally (no longjmp, no C++ exception).
  */
 typedef int (*heartbeat_ping_fn)(struct heartbeat_monitor *monitor, int fd, void *user);
 
@@ -505,6 +531,15 @@ typedef int (*heartbeat_ping_fn)(struct heartbeat_monitor *monitor, int fd, void
  * (then it must not use the monitor again). Runs on the monitor thread,
  * one callback at a time; must return normally (no longjmp, no C++
  * exception) and should be short: the next pings wait for it.
+ *
+ * Two monitors: never wait, from a callback of monitor A, for a callback
+ * of monitor B whose callbacks wait for A (as with two locks taken in
+ * opposite orders): unwatch() and free() of B wait for B's running
+ * callback. The direct cycle (A's callback in unwatch() or free() of B for
+ * B's running callback, which is itself in unwatch() or free() of A for
+ * A's) is detected: unwatch() returns HEARTBEAT_ERR_DEADLOCK instead of
+ * waiting, free() returns without waiting. Longer cycles (A, B, C) are not
+ * detected and deadlock.
  */
 typedef void (*heartbeat_dead_fn)(struct heartbeat_monitor *monitor,
                                   int fd,
@@ -521,9 +556,20 @@ struct heartbeat_monitor_options {
    */
   unsigned int interval_ms;
   /**
-   * A peer not heard from for this many milliseconds is dead; must be
-   * longer than `interval_ms`. A peer answering every ping within
-   * `timeout_ms - interval_ms` is never declared dead.
+   * When a peer is dead; must be longer than `interval_ms`. Without
+   * pings, a peer is dead `timeout_ms` after it was last heard from. With
+   * pings, every ping event that does not fail is an attempt (a ping sent
+   * in full or its rest completed, a ping skipped because the send would
+   * block, a ping_cb call; a partial send is not one), and the peer is
+   * dead at max(last heard + timeout_ms, end of P + (timeout_ms -
+   * interval_ms)), where P is the first attempt that began after the peer
+   * was last heard from and "end" is when its send() or ping_cb returned;
+   * never before such an attempt exists. So a peer that answers every
+   * ping within `timeout_ms - interval_ms` of that ping's actual send is
+   * never declared dead, however late the monitor sends it (as long as
+   * no ping is skipped or cut by a full send buffer), and a silent peer
+   * is dead `timeout_ms` after it was last heard from, later only by as
+   * much as the monitor was late with P.
    */
   unsigned int timeout_ms;
   /**
@@ -558,7 +604,11 @@ struct heartbeat_monitor_options {
 /**
  * Counters of a monitor since its creation (`heartbeat_monitor_stats()`).
  * `unsigned long` (not `long long`, which C++98 lacks): 64 bits on 64-bit
- * Linux; on 32-bit systems the counters wrap at 2^32.
+ * Linux; on 32-bit systems the counters wrap at 2^32. The struct's size is
+ * part of the ABI (heartbeat_monitor_stats() fills the caller's struct), so
+ * fields are never added to it: failed pings are counted in no field here
+ * (each is a death with HEARTBEAT_DEAD_SEND_FAILED, unless the fd was
+ * unwatched during the send).
  */
 struct heartbeat_monitor_stats {
   /**
@@ -566,11 +616,14 @@ struct heartbeat_monitor_stats {
    */
   unsigned long watched;
   /**
-   * Pings sent, or ping callbacks called.
+   * Pings that went out: sends that sent bytes (a whole ping, its rest,
+   * or a part of it) and ping_cb calls that returned 0. Failed sends are
+   * not counted.
    */
   unsigned long pings;
   /**
-   * Pings skipped because the send would block.
+   * Pings skipped because the send would block: send() failed with
+   * EAGAIN, EWOULDBLOCK or EINTR, or ping_cb returned one of them.
    */
   unsigned long pings_blocked;
   /**
@@ -831,8 +884,9 @@ int heartbeat_status_ex(int fd, struct heartbeat_status_ex *out, size_t size);
  * (HEARTBEAT_ERR_INTERVAL), `timeout_ms <= interval_ms`
  * (HEARTBEAT_ERR_TIMEOUT), `dead_cb` NULL (HEARTBEAT_ERR_DEAD_CALLBACK),
  * an inconsistent ping (HEARTBEAT_ERR_PING); all with errno EINVAL. Then
- * HEARTBEAT_ERR_NOMEM (ENOMEM) or HEARTBEAT_ERR_THREAD (errno of
- * pthread_create) if resources are missing.
+ * HEARTBEAT_ERR_NOMEM (ENOMEM) if any allocation fails (nothing is leaked
+ * and nothing aborts: every allocation is checked), or HEARTBEAT_ERR_THREAD
+ * (errno of pthread_create) if the thread cannot be started.
  *
  * Returns the monitor, or NULL with errno set. If `code` is not NULL,
  * `*code` receives HEARTBEAT_OK or the error code (on failure too: it is an
@@ -849,7 +903,9 @@ struct heartbeat_monitor *heartbeat_monitor_new(const struct heartbeat_monitor_o
  *
  * Returns HEARTBEAT_OK; HEARTBEAT_ERR_ALREADY_WATCHED (errno EEXIST) if
  * `fd` is watched; HEARTBEAT_ERR_INVALID (EINVAL) for a NULL monitor or a
- * negative fd; HEARTBEAT_ERR_NOMEM. The fd is not checked: a closed fd or
+ * negative fd; HEARTBEAT_ERR_NOMEM (ENOMEM) if the fd table cannot grow
+ * (the first fd of each block of 4096 fd numbers allocates one; nothing
+ * changed). The fd is not checked: a closed fd or
  * non-socket is reported dead (HEARTBEAT_DEAD_SEND_FAILED with EBADF or
  * ENOTSOCK) at its first ping if the monitor sends ping bytes. Thread-safe;
  * callable from callbacks.
@@ -870,16 +926,23 @@ int heartbeat_monitor_watch(struct heartbeat_monitor *monitor, int fd);
 int heartbeat_monitor_alive(struct heartbeat_monitor *monitor, int fd);
 
 /**
- * Stops watching `fd`. Called outside the monitor's callbacks, it first
- * waits for a ping or callback in progress for `fd` (whatever it returns),
- * so that when it returns nothing will touch `fd` any more and the
- * application may close it at once. Called from a callback, it does not
+ * Stops watching `fd`. Called outside the monitor's callbacks, it waits for
+ * a ping or callback in progress for `fd` and decides its result after
+ * that wait, so that when it returns `fd` is not watched and nothing will
+ * touch it any more: the application may close it at once, even if the
+ * running dead callback watched `fd` again meanwhile (that new watch is
+ * stopped too). Called from one of this monitor's callbacks, it does not
  * wait (the running callback is the caller).
  *
- * Returns HEARTBEAT_OK; HEARTBEAT_ERR_NOT_WATCHED (errno ENOENT) if `fd`
- * is not watched (never was, already unwatched, or declared dead);
- * HEARTBEAT_ERR_INVALID (EINVAL) for a NULL monitor or a negative fd.
- * Do not call it while holding a lock that your callbacks take.
+ * Returns HEARTBEAT_OK if this call stopped a watch of `fd` (the one it
+ * found, or one that `fd`'s running callback started while it waited);
+ * HEARTBEAT_ERR_NOT_WATCHED (errno ENOENT) if there was none (never
+ * watched, already unwatched, or declared dead); HEARTBEAT_ERR_INVALID
+ * (EINVAL) for a NULL monitor or a negative fd; HEARTBEAT_ERR_DEADLOCK
+ * (EDEADLK), without waiting, if called from another monitor's callback
+ * that the running callback for `fd` is itself waiting for (see
+ * heartbeat_dead_fn). Do not call it while holding a lock that your
+ * callbacks take.
  */
 int heartbeat_monitor_unwatch(struct heartbeat_monitor *monitor, int fd);
 
@@ -900,11 +963,34 @@ int heartbeat_monitor_last_heard_ms(struct heartbeat_monitor *monitor, int fd, u
 int heartbeat_monitor_stats(struct heartbeat_monitor *monitor, struct heartbeat_monitor_stats *out);
 
 /**
- * Stops the monitor and releases it; NULL is accepted (no-op). Outside
- * the monitor's callbacks, waits for a callback in progress: when it
- * returns, no callback is running or will run. Called from one of its own
- * callbacks, it returns at once and the monitor is released as soon as that
- * callback returns. Watched fds are left as they are (never closed).
+ * Stops the monitor and releases it; NULL is accepted (no-op). Watched
+ * fds are left as they are (never closed).
+ *
+ * Outside the monitor's callbacks, it waits for a callback in progress and
+ * for the thread's end: when it returns, no callback is running or will
+ * run. Called from one of its own callbacks (dead_cb or ping_cb), it
+ * returns at once and no further callback starts: not even the dead
+ * callback of a ping_cb that frees the monitor and then returns an errno;
+ * the thread ends as soon as that callback returns. Called from a callback
+ * of another monitor whose running callback waits for the caller's (see
+ * heartbeat_dead_fn), it does not wait either (that would deadlock): the
+ * monitor stops when its running callback returns.
+ *
+ * Calls in progress: free() may be called while other threads are inside
+ * heartbeat_monitor_watch(), _unwatch() or _stats() on the same monitor,
+ * for instance a thread blocked in unwatch() waiting for the very callback
+ * that calls free(). Those calls finish safely with their usual result
+ * (the waiting unwatch() returns when that callback has returned), and the
+ * monitor's memory is released when the last of them returns. The
+ * lock-free calls heartbeat_monitor_alive() and _last_heard_ms() take no
+ * reference (so that they stay one atomic load and store, with no shared
+ * write): they must not overlap free(). No call may begin after free() was
+ * called: as with free(3), the application orders its calls before it.
+ *
+ * After fork(), in the child: does nothing (takes no lock, waits for
+ * nothing, prints nothing, releases nothing: the child's copy of the
+ * monitor's memory stays allocated until the child exits or execs); the
+ * parent's monitor is not affected.
  */
 void heartbeat_monitor_free(struct heartbeat_monitor *monitor);
 

@@ -72,6 +72,10 @@ pub enum Error {
     /// `within`: the deadline is out of range (errno EINVAL).
     #[error("{}", msg(MSG_WITHIN))]
     Within,
+    /// A monitor's callback would wait for another monitor's callback that
+    /// is waiting for it (errno EDEADLK).
+    #[error("{}", msg(MSG_DEADLOCK))]
+    Deadlock,
 }
 
 /// The result type of the safe core.
@@ -105,6 +109,7 @@ pub(crate) const MSG_PING: &str = "monitor options: ping_data/ping_len/ping_cb a
 pub(crate) const MSG_THREAD: &str = "the monitor thread could not be started\0";
 pub(crate) const MSG_ROLLBACK: &str = "an option was refused and the socket could not be put back exactly: each option has its old or its new value (read them with heartbeat_get)\0";
 pub(crate) const MSG_WITHIN: &str = "heartbeat_within: ms is out of range (HEARTBEAT_WITHIN_MIN_MS..HEARTBEAT_WITHIN_MAX_MS); nothing was changed\0";
+pub(crate) const MSG_DEADLOCK: &str = "unwatch from a callback: the fd's callback on the other monitor is waiting for this callback, so waiting for it would deadlock (not waited for)\0";
 pub(crate) const MSG_UNKNOWN: &str = "unknown libheartbeat error code\0";
 
 /// The text of a message without its terminating NUL.
@@ -135,6 +140,7 @@ impl Error {
             Error::AlreadyWatched => libc::EEXIST,
             Error::NotWatched => libc::ENOENT,
             Error::NoMem => libc::ENOMEM,
+            Error::Deadlock => libc::EDEADLK,
             Error::Interval | Error::Timeout | Error::DeadCallback | Error::Ping => libc::EINVAL,
             Error::Within => libc::EINVAL,
         }

@@ -38,7 +38,7 @@ static int test_strerror_every_code(void)
                          HEARTBEAT_ERR_ALREADY_WATCHED, HEARTBEAT_ERR_NOT_WATCHED, HEARTBEAT_ERR_NOMEM,
                          HEARTBEAT_ERR_INTERVAL, HEARTBEAT_ERR_TIMEOUT, HEARTBEAT_ERR_DEAD_CALLBACK,
                          HEARTBEAT_ERR_PING, HEARTBEAT_ERR_THREAD, HEARTBEAT_ERR_ROLLBACK,
-                         HEARTBEAT_ERR_WITHIN};
+                         HEARTBEAT_ERR_WITHIN, HEARTBEAT_ERR_DEADLOCK};
     const size_t n = sizeof codes / sizeof codes[0];
     const char *unknown = heartbeat_strerror(INT_MIN);
     CHECK(unknown != NULL && unknown[0] != '\0');

@@ -3,6 +3,12 @@
 # in the core suite.
 
 run_tap monitor "$BT/test_monitor"
+# The edges found by adversarial testing (issue 8), one test per defect.
+run_tap monitor-edges "$BT/test_monitor_edges"
+# Allocation-failure sweep of heartbeat_monitor_new() and watch() (issue 8):
+# the N-th allocation fails, for N = 1, 2, ... until one run needs no more.
+run_tap monitor-alloc-sweep env LD_PRELOAD="$PWD/$BT/failalloc.so" HB_FAILALLOC_OBJ=libheartbeat.so \
+    "$BT/test_monitor_alloc"
 
 # valgrind: memcheck (memory errors, leaks) and DRD (data races). Both run the
 # same program with HB_TEST_SLOW=1: smaller loads and wide timing windows,
@@ -15,14 +21,18 @@ run_tap monitor "$BT/test_monitor"
 if command -v valgrind >/dev/null 2>&1; then
     monitor_memcheck() {
         HB_TEST_SLOW=1 valgrind -q --tool=memcheck --error-exitcode=99 --leak-check=full \
-            --errors-for-leak-kinds=definite,indirect --fair-sched=yes "$BT/test_monitor"
+            --errors-for-leak-kinds=definite,indirect --fair-sched=yes "$@"
     }
     monitor_drd() {
         HB_TEST_SLOW=1 valgrind -q --tool=drd --error-exitcode=99 --fair-sched=yes \
-            --suppressions=c-tests/monitor/monitor.supp "$BT/test_monitor"
+            --suppressions=c-tests/monitor/monitor.supp "$@"
     }
-    run_check monitor-valgrind-memcheck monitor_memcheck
-    run_check monitor-valgrind-drd monitor_drd
+    run_check monitor-valgrind-memcheck monitor_memcheck "$BT/test_monitor"
+    run_check monitor-valgrind-drd monitor_drd "$BT/test_monitor"
+    # Defect 6 (unwatch() waiting while the monitor is freed) shows only
+    # here at full speed: memcheck reports the read of freed memory.
+    run_check monitor-edges-valgrind-memcheck monitor_memcheck "$BT/test_monitor_edges"
+    run_check monitor-edges-valgrind-drd monitor_drd "$BT/test_monitor_edges"
 else
     printf '%-5s %-44s    0 ok, 1 skipped\n' skip monitor-valgrind
     SKIPPED=$((SKIPPED + 1))

@@ -750,7 +750,11 @@ static int test_free_while_due(void)
             atomic_store(&r->closed[fd + 1000], 0);
             CHECK_EQ(heartbeat_monitor_watch(m, fd + 1000), HEARTBEAT_OK);
         }
-        spin_us(slow ? 30000 : 1500 + round * 50);
+        /* Long enough for deaths: with pings, a peer dies no earlier than
+         * its first unanswered ping's end + (timeout - interval) (the death
+         * rule, docs/monitor.md), and the first pings of 500 fds with 20 us
+         * callbacks take the thread about 10 ms. */
+        spin_us(slow ? 150000 : 12000 + round * 100);
         heartbeat_monitor_free(m);
         m = NULL;
         for (int fd = 0; fd < 500; fd++) {

@@ -761,11 +761,6 @@ def test_watch_out_of_memory_is_err_nomem() -> None:
 
 
 @needs_failalloc
-@pytest.mark.xfail(
-    strict=True,
-    reason="library defect: heartbeat_monitor_new() aborts the process when an allocation "
-    "fails (Box::new in src/ffi/monitor.rs create()) instead of returning HEARTBEAT_ERR_NOMEM",
-)
 def test_monitor_new_out_of_memory_is_err_nomem() -> None:
     out = run_python(
         FAILALLOC_PRELUDE

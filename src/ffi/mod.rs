@@ -77,6 +77,13 @@ pub const HEARTBEAT_ERR_PING: c_int = -15;
 /// `heartbeat_monitor_new()`: the monitor thread could not be started
 /// (errno from pthread_create(), typically EAGAIN).
 pub const HEARTBEAT_ERR_THREAD: c_int = -16;
+/// `heartbeat_monitor_unwatch()` called from a callback of one monitor for
+/// an fd whose callback is running on another monitor and is itself waiting
+/// (in unwatch() or free() of the first monitor) for the calling callback:
+/// waiting would deadlock both threads, so the call did not wait (errno
+/// EDEADLK). The fd is no longer watched, but its running callback may
+/// still be using it.
+pub const HEARTBEAT_ERR_DEADLOCK: c_int = -20;
 
 /// `heartbeat_apply()` (and `heartbeat_within()`): the kernel refused an
 /// option half way and the socket could not be put back exactly as it was,
@@ -129,6 +136,7 @@ pub(crate) const fn code_of(e: Error) -> c_int {
         Error::Thread(_) => HEARTBEAT_ERR_THREAD,
         Error::Rollback(_) => HEARTBEAT_ERR_ROLLBACK,
         Error::Within => HEARTBEAT_ERR_WITHIN,
+        Error::Deadlock => HEARTBEAT_ERR_DEADLOCK,
     }
 }
 
@@ -155,13 +163,14 @@ pub(crate) const fn message(code: c_int) -> &'static str {
         HEARTBEAT_ERR_THREAD => error::MSG_THREAD,
         HEARTBEAT_ERR_ROLLBACK => error::MSG_ROLLBACK,
         HEARTBEAT_ERR_WITHIN => error::MSG_WITHIN,
+        HEARTBEAT_ERR_DEADLOCK => error::MSG_DEADLOCK,
         _ => error::MSG_UNKNOWN,
     }
 }
 
 /// The lowest code in use (for tests that walk every code).
 #[cfg(test)]
-const LOWEST: c_int = HEARTBEAT_ERR_WITHIN;
+const LOWEST: c_int = HEARTBEAT_ERR_DEADLOCK;
 
 /// The panic boundary: runs `f`, turns its error into (code, errno) and a
 /// panic into HEARTBEAT_ERR_INTERNAL. errno is written last, so nothing the
@@ -268,10 +277,14 @@ mod tests {
             Error::Thread(7),
             Error::Rollback(8),
             Error::Within,
+            Error::Deadlock,
         ];
         let codes: Vec<c_int> = all.iter().map(|e| code_of(*e)).collect();
-        assert_eq!(codes, (-18..=-1).rev().collect::<Vec<c_int>>());
-        assert_eq!(LOWEST, -18);
+        // -19 is reserved for the monitor's mode (the thread-free monitor).
+        let mut want: Vec<c_int> = (-18..=-1).rev().collect();
+        want.push(-20);
+        assert_eq!(codes, want);
+        assert_eq!(LOWEST, -20);
         for e in all {
             let m = message(code_of(e));
             assert_ne!(m, error::MSG_UNKNOWN);

@@ -3,18 +3,32 @@
 
 use std::ffi::{c_int, c_uint, c_ulong, c_void};
 use std::os::fd::RawFd;
-use std::ptr;
+use std::ptr::{self, NonNull};
 
 use super::{guard, guard_value, out_ref, HEARTBEAT_OK};
 use crate::error::{Errno, Error, Result};
-use crate::monitor::{self, Core, Death, Handler, Monitor, Options, Ping};
+use crate::monitor::{self, Core, CoreRef, Death, Handler, Monitor, Options, Ping};
 
 /// A heartbeat monitor: one background thread (named "heartbeat-mon")
 /// that pings watched connections every `interval_ms` and reports a peer
-/// dead after `timeout_ms` without news. Opaque: created by
-/// `heartbeat_monitor_new()`, released by `heartbeat_monitor_free()`. All
-/// functions taking it are safe to call from any thread at any time,
-/// including from the monitor's own callbacks.
+/// dead when it stops answering (see `timeout_ms` for the exact rule).
+/// Opaque: created by `heartbeat_monitor_new()`, released by
+/// `heartbeat_monitor_free()`. All functions taking it are safe to call
+/// from any thread, including from the monitor's own callbacks, until
+/// free() is called (see there for calls in progress at that moment).
+///
+/// The thread: it starts with every signal blocked (signals are blocked in
+/// the creating thread for the few microseconds of pthread_create and
+/// restored), so the application's signal handlers never run on it; it
+/// gets the process's default thread stack size (what pthread_create gives
+/// a thread without attributes: RLIMIT_STACK at program start, i.e.
+/// `ulimit -s`, typically 8 MiB; 2 MiB if unlimited; changed by
+/// pthread_setattr_default_np() before heartbeat_monitor_new()), and the
+/// callbacks run on that stack.
+///
+/// After fork(), the child has a copy of the monitor without its thread:
+/// there the monitor does nothing, and heartbeat_monitor_free() in the child
+/// does nothing (see there); no other function may be called in the child.
 pub struct heartbeat_monitor {
     _private: [u8; 0],
 }
@@ -37,12 +51,14 @@ const _: () = assert!(HEARTBEAT_PING_MAX == monitor::PING_MAX);
 const _: () = assert!(HEARTBEAT_LATE_BUCKETS == monitor::LATE_BUCKETS);
 
 /// Ping callback: send one ping on `fd` (the application frames and writes
-/// it itself, typically with MSG_DONTWAIT). Return 0 if it was sent or the
-/// send would block (not a death); return an errno value (> 0, e.g. EPIPE)
-/// if the connection is broken: the dead callback then runs with
-/// HEARTBEAT_DEAD_SEND_FAILED and that value (a negative return counts as
-/// EIO). Runs on the monitor thread; must return normally (no longjmp, no
-/// C++ exception).
+/// it itself, typically with MSG_DONTWAIT). Return 0 if it was sent;
+/// EAGAIN, EWOULDBLOCK or EINTR if the send would block: that ping is
+/// skipped, which is not a death (counted in `pings_blocked`); any other
+/// errno value (> 0, e.g. EPIPE) if the connection is broken: the dead
+/// callback then runs with HEARTBEAT_DEAD_SEND_FAILED and that value (a
+/// negative return counts as EIO). A callback that frees the monitor may
+/// return anything: no callback runs after it. Runs on the monitor thread;
+/// must return normally (no longjmp, no C++ exception).
 pub type heartbeat_ping_fn =
     Option<extern "C" fn(monitor: *mut heartbeat_monitor, fd: c_int, user: *mut c_void) -> c_int>;
 
@@ -55,6 +71,15 @@ pub type heartbeat_ping_fn =
 /// (then it must not use the monitor again). Runs on the monitor thread,
 /// one callback at a time; must return normally (no longjmp, no C++
 /// exception) and should be short: the next pings wait for it.
+///
+/// Two monitors: never wait, from a callback of monitor A, for a callback
+/// of monitor B whose callbacks wait for A (as with two locks taken in
+/// opposite orders): unwatch() and free() of B wait for B's running
+/// callback. The direct cycle (A's callback in unwatch() or free() of B for
+/// B's running callback, which is itself in unwatch() or free() of A for
+/// A's) is detected: unwatch() returns HEARTBEAT_ERR_DEADLOCK instead of
+/// waiting, free() returns without waiting. Longer cycles (A, B, C) are not
+/// detected and deadlock.
 pub type heartbeat_dead_fn = Option<
     extern "C" fn(
         monitor: *mut heartbeat_monitor,
@@ -71,9 +96,20 @@ pub type heartbeat_dead_fn = Option<
 pub struct heartbeat_monitor_options {
     /// Ping period, milliseconds; must be > 0 (also without pings).
     pub interval_ms: c_uint,
-    /// A peer not heard from for this many milliseconds is dead; must be
-    /// longer than `interval_ms`. A peer answering every ping within
-    /// `timeout_ms - interval_ms` is never declared dead.
+    /// When a peer is dead; must be longer than `interval_ms`. Without
+    /// pings, a peer is dead `timeout_ms` after it was last heard from. With
+    /// pings, every ping event that does not fail is an attempt (a ping sent
+    /// in full or its rest completed, a ping skipped because the send would
+    /// block, a ping_cb call; a partial send is not one), and the peer is
+    /// dead at max(last heard + timeout_ms, end of P + (timeout_ms -
+    /// interval_ms)), where P is the first attempt that began after the peer
+    /// was last heard from and "end" is when its send() or ping_cb returned;
+    /// never before such an attempt exists. So a peer that answers every
+    /// ping within `timeout_ms - interval_ms` of that ping's actual send is
+    /// never declared dead, however late the monitor sends it (as long as
+    /// no ping is skipped or cut by a full send buffer), and a silent peer
+    /// is dead `timeout_ms` after it was last heard from, later only by as
+    /// much as the monitor was late with P.
     pub timeout_ms: c_uint,
     /// Bytes the monitor sends itself as the ping (copied at creation), or
     /// NULL. Sent with send(fd, ..., MSG_NOSIGNAL | MSG_DONTWAIT): use them
@@ -96,15 +132,22 @@ pub struct heartbeat_monitor_options {
 
 /// Counters of a monitor since its creation (`heartbeat_monitor_stats()`).
 /// `unsigned long` (not `long long`, which C++98 lacks): 64 bits on 64-bit
-/// Linux; on 32-bit systems the counters wrap at 2^32.
+/// Linux; on 32-bit systems the counters wrap at 2^32. The struct's size is
+/// part of the ABI (heartbeat_monitor_stats() fills the caller's struct), so
+/// fields are never added to it: failed pings are counted in no field here
+/// (each is a death with HEARTBEAT_DEAD_SEND_FAILED, unless the fd was
+/// unwatched during the send).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct heartbeat_monitor_stats {
     /// Fds watched now.
     pub watched: c_ulong,
-    /// Pings sent, or ping callbacks called.
+    /// Pings that went out: sends that sent bytes (a whole ping, its rest,
+    /// or a part of it) and ping_cb calls that returned 0. Failed sends are
+    /// not counted.
     pub pings: c_ulong,
-    /// Pings skipped because the send would block.
+    /// Pings skipped because the send would block: send() failed with
+    /// EAGAIN, EWOULDBLOCK or EINTR, or ping_cb returned one of them.
     pub pings_blocked: c_ulong,
     /// Dead callbacks delivered.
     pub deaths: c_ulong,
@@ -153,10 +196,22 @@ impl Handler for CHandler {
     }
 }
 
+/// The monitor, for the lock-free calls (alive, last_heard_ms), which take
+/// no reference: see heartbeat_monitor_free() for why.
 fn core<'a>(m: *mut heartbeat_monitor) -> Result<&'a Core> {
     // SAFETY: the caller promised that a non-NULL `m` comes from
-    // heartbeat_monitor_new() and has not been freed.
+    // heartbeat_monitor_new() and that free() has not been called on it.
     unsafe { (m as *const Core).as_ref() }.ok_or(Error::Invalid)
+}
+
+/// The monitor, with a counted reference for the duration of a call that
+/// locks or waits (watch, unwatch, stats): if free() is called meanwhile,
+/// the memory stays until this reference is dropped.
+fn enter(m: *mut heartbeat_monitor) -> Result<CoreRef> {
+    let p = NonNull::new(m as *mut Core).ok_or(Error::Invalid)?;
+    // SAFETY: as in core(): a live monitor, on which free() had not been
+    // called when this call began.
+    Ok(unsafe { CoreRef::acquire(p) })
 }
 
 fn create(o: *const heartbeat_monitor_options) -> Result<Monitor> {
@@ -172,7 +227,7 @@ fn create(o: *const heartbeat_monitor_options) -> Result<Monitor> {
             let b = unsafe { std::slice::from_raw_parts(o.ping_data.cast::<u8>(), n) };
             let mut v = Vec::new();
             v.try_reserve_exact(n).map_err(|_| Error::NoMem)?;
-            v.extend_from_slice(b);
+            v.extend_from_slice(b); // within the capacity: no allocation
             Ping::Bytes(v)
         }
         _ => return Err(Error::Ping),
@@ -188,7 +243,7 @@ fn create(o: *const heartbeat_monitor_options) -> Result<Monitor> {
             timeout_ms: o.timeout_ms,
             ping,
         },
-        Box::new(handler),
+        handler,
     )
 }
 
@@ -199,8 +254,9 @@ fn create(o: *const heartbeat_monitor_options) -> Result<Monitor> {
 /// (HEARTBEAT_ERR_INTERVAL), `timeout_ms <= interval_ms`
 /// (HEARTBEAT_ERR_TIMEOUT), `dead_cb` NULL (HEARTBEAT_ERR_DEAD_CALLBACK),
 /// an inconsistent ping (HEARTBEAT_ERR_PING); all with errno EINVAL. Then
-/// HEARTBEAT_ERR_NOMEM (ENOMEM) or HEARTBEAT_ERR_THREAD (errno of
-/// pthread_create) if resources are missing.
+/// HEARTBEAT_ERR_NOMEM (ENOMEM) if any allocation fails (nothing is leaked
+/// and nothing aborts: every allocation is checked), or HEARTBEAT_ERR_THREAD
+/// (errno of pthread_create) if the thread cannot be started.
 ///
 /// Returns the monitor, or NULL with errno set. If `code` is not NULL,
 /// `*code` receives HEARTBEAT_OK or the error code (on failure too: it is an
@@ -230,13 +286,15 @@ pub extern "C" fn heartbeat_monitor_new(
 ///
 /// Returns HEARTBEAT_OK; HEARTBEAT_ERR_ALREADY_WATCHED (errno EEXIST) if
 /// `fd` is watched; HEARTBEAT_ERR_INVALID (EINVAL) for a NULL monitor or a
-/// negative fd; HEARTBEAT_ERR_NOMEM. The fd is not checked: a closed fd or
+/// negative fd; HEARTBEAT_ERR_NOMEM (ENOMEM) if the fd table cannot grow
+/// (the first fd of each block of 4096 fd numbers allocates one; nothing
+/// changed). The fd is not checked: a closed fd or
 /// non-socket is reported dead (HEARTBEAT_DEAD_SEND_FAILED with EBADF or
 /// ENOTSOCK) at its first ping if the monitor sends ping bytes. Thread-safe;
 /// callable from callbacks.
 #[no_mangle]
 pub extern "C" fn heartbeat_monitor_watch(monitor: *mut heartbeat_monitor, fd: c_int) -> c_int {
-    guard(|| core(monitor)?.watch(fd))
+    guard(|| enter(monitor)?.watch(fd))
 }
 
 /// Records that the peer of `fd` was heard from now (the pong, or any
@@ -253,19 +311,26 @@ pub extern "C" fn heartbeat_monitor_alive(monitor: *mut heartbeat_monitor, fd: c
     guard(|| core(monitor)?.alive(fd))
 }
 
-/// Stops watching `fd`. Called outside the monitor's callbacks, it first
-/// waits for a ping or callback in progress for `fd` (whatever it returns),
-/// so that when it returns nothing will touch `fd` any more and the
-/// application may close it at once. Called from a callback, it does not
+/// Stops watching `fd`. Called outside the monitor's callbacks, it waits for
+/// a ping or callback in progress for `fd` and decides its result after
+/// that wait, so that when it returns `fd` is not watched and nothing will
+/// touch it any more: the application may close it at once, even if the
+/// running dead callback watched `fd` again meanwhile (that new watch is
+/// stopped too). Called from one of this monitor's callbacks, it does not
 /// wait (the running callback is the caller).
 ///
-/// Returns HEARTBEAT_OK; HEARTBEAT_ERR_NOT_WATCHED (errno ENOENT) if `fd`
-/// is not watched (never was, already unwatched, or declared dead);
-/// HEARTBEAT_ERR_INVALID (EINVAL) for a NULL monitor or a negative fd.
-/// Do not call it while holding a lock that your callbacks take.
+/// Returns HEARTBEAT_OK if this call stopped a watch of `fd` (the one it
+/// found, or one that `fd`'s running callback started while it waited);
+/// HEARTBEAT_ERR_NOT_WATCHED (errno ENOENT) if there was none (never
+/// watched, already unwatched, or declared dead); HEARTBEAT_ERR_INVALID
+/// (EINVAL) for a NULL monitor or a negative fd; HEARTBEAT_ERR_DEADLOCK
+/// (EDEADLK), without waiting, if called from another monitor's callback
+/// that the running callback for `fd` is itself waiting for (see
+/// heartbeat_dead_fn). Do not call it while holding a lock that your
+/// callbacks take.
 #[no_mangle]
 pub extern "C" fn heartbeat_monitor_unwatch(monitor: *mut heartbeat_monitor, fd: c_int) -> c_int {
-    guard(|| core(monitor)?.unwatch(fd))
+    guard(|| enter(monitor)?.unwatch(fd))
 }
 
 /// Writes to `*out` how many milliseconds ago the peer of `fd` was last
@@ -296,7 +361,7 @@ pub extern "C" fn heartbeat_monitor_stats(
 ) -> c_int {
     guard(|| {
         let out = out_ref(out)?;
-        let s = core(monitor)?.stats();
+        let s = enter(monitor)?.stats();
         *out = heartbeat_monitor_stats {
             watched: s.watched as c_ulong,
             pings: s.pings as c_ulong,
@@ -310,11 +375,34 @@ pub extern "C" fn heartbeat_monitor_stats(
     })
 }
 
-/// Stops the monitor and releases it; NULL is accepted (no-op). Outside
-/// the monitor's callbacks, waits for a callback in progress: when it
-/// returns, no callback is running or will run. Called from one of its own
-/// callbacks, it returns at once and the monitor is released as soon as that
-/// callback returns. Watched fds are left as they are (never closed).
+/// Stops the monitor and releases it; NULL is accepted (no-op). Watched
+/// fds are left as they are (never closed).
+///
+/// Outside the monitor's callbacks, it waits for a callback in progress and
+/// for the thread's end: when it returns, no callback is running or will
+/// run. Called from one of its own callbacks (dead_cb or ping_cb), it
+/// returns at once and no further callback starts: not even the dead
+/// callback of a ping_cb that frees the monitor and then returns an errno;
+/// the thread ends as soon as that callback returns. Called from a callback
+/// of another monitor whose running callback waits for the caller's (see
+/// heartbeat_dead_fn), it does not wait either (that would deadlock): the
+/// monitor stops when its running callback returns.
+///
+/// Calls in progress: free() may be called while other threads are inside
+/// heartbeat_monitor_watch(), _unwatch() or _stats() on the same monitor,
+/// for instance a thread blocked in unwatch() waiting for the very callback
+/// that calls free(). Those calls finish safely with their usual result
+/// (the waiting unwatch() returns when that callback has returned), and the
+/// monitor's memory is released when the last of them returns. The
+/// lock-free calls heartbeat_monitor_alive() and _last_heard_ms() take no
+/// reference (so that they stay one atomic load and store, with no shared
+/// write): they must not overlap free(). No call may begin after free() was
+/// called: as with free(3), the application orders its calls before it.
+///
+/// After fork(), in the child: does nothing (takes no lock, waits for
+/// nothing, prints nothing, releases nothing: the child's copy of the
+/// monitor's memory stays allocated until the child exits or execs); the
+/// parent's monitor is not affected.
 #[no_mangle]
 pub extern "C" fn heartbeat_monitor_free(monitor: *mut heartbeat_monitor) {
     if monitor.is_null() {
@@ -327,7 +415,7 @@ pub extern "C" fn heartbeat_monitor_free(monitor: *mut heartbeat_monitor) {
     })
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use crate::ffi::*;

@@ -2,14 +2,42 @@
 //! table and the wheel: every function takes "now" as a parameter, so the
 //! whole timing behaviour is tested on a fake clock, without threads.
 //!
-//! Per watched fd there is exactly one wheel entry, due at
-//! `min(next ping, last heard + timeout)`. `alive()` only stores a
+//! Per watched fd there is exactly one wheel entry, due at the earlier of
+//! the next ping and the fd's death deadline. `alive()` only stores a
 //! timestamp in the fd's slot; the deadline is re-read when the entry comes
 //! due, so hearing from a peer costs the scheduler nothing.
+//!
+//! # The death rule
+//!
+//! Without pings, a peer is dead at `last_heard + timeout`.
+//!
+//! With pings, every ping event that does not fail is an *attempt*: a ping
+//! sent in full (or the rest of a partly sent one completed), a ping skipped
+//! because the send would block, or a ping callback call. A partial send is
+//! not an attempt (the peer has no whole ping to answer yet). Let `P` be the
+//! first attempt that began after the peer was last heard from, `end(P)` the
+//! time its send (or callback) returned, and `W = timeout - interval` the
+//! answer window. The peer is dead at
+//!
+//! ```text
+//! max(last_heard + timeout, end(P) + W)
+//! ```
+//!
+//! and not before an attempt `P` exists. Hence:
+//! - a peer that answers every attempt within `W` of the attempt's actual
+//!   send is never declared dead, however late the attempt is made: an
+//!   unanswered `P` never exists for longer than `W` after its end, and
+//!   anything heard after an attempt began counts as its answer;
+//! - a silent peer is dead at `last_heard + timeout` when the monitor keeps
+//!   time (the first attempt after `last_heard` is due at most one interval
+//!   later, so `end(P) + W <= last_heard + timeout` up to the send's
+//!   duration), and otherwise at `end(P) + W`: later only by as much as `P`
+//!   was late. Later attempts never postpone it, so pinging a silent peer
+//!   does not make it immortal.
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::table::Table;
+use super::table::{Node, Slot, Table, NONE_NS};
 use super::wheel::Wheel;
 use crate::error::{Errno, Error, Result};
 
@@ -19,7 +47,7 @@ pub(crate) const MS: u64 = 1_000_000;
 /// Why a peer was declared dead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Death {
-    /// Nothing was heard from the peer for `timeout_ms`.
+    /// Nothing was heard from the peer in time (see the module's death rule).
     Silence,
     /// The ping could not be sent: `send()` (or the ping callback) failed
     /// with this errno.
@@ -31,7 +59,7 @@ pub enum Death {
 pub(crate) enum Due {
     /// Send a ping on `fd`, starting at byte `offset` of the ping (non-zero
     /// when the previous ping was only partly sent); `late_ns` behind its
-    /// due time.
+    /// due time. The attempt begins at the `now` given to `poll`.
     Ping {
         fd: i32,
         generation: u64,
@@ -56,6 +84,8 @@ pub(crate) enum Sent {
 pub(crate) struct Sched {
     interval: u64,
     timeout: u64,
+    /// `timeout - interval`: how long an attempt may stay unanswered.
+    window: u64,
     pings: bool,
     ping_len: usize,
     wheel: Wheel,
@@ -81,9 +111,12 @@ impl Sched {
         now: u64,
     ) -> Result<Sched> {
         let span = u64::from(interval_ms.max(timeout_ms)) + 2;
+        let interval = u64::from(interval_ms) * MS;
+        let timeout = u64::from(timeout_ms) * MS;
         Ok(Sched {
-            interval: u64::from(interval_ms) * MS,
-            timeout: u64::from(timeout_ms) * MS,
+            interval,
+            timeout,
+            window: timeout - interval,
             pings,
             ping_len,
             wheel: Wheel::new(span, now / MS)?,
@@ -105,17 +138,39 @@ impl Sched {
         ((u128::from(frac) * u128::from(self.interval)) >> 32) as u64
     }
 
+    /// When the peer is dead if nothing more is heard (the module's death
+    /// rule), given it was last heard at `heard`; `None` while no attempt
+    /// is unanswered (with pings: it cannot die before the next attempt).
+    fn deadline(&self, node: &Node, heard: u64) -> Option<u64> {
+        let silence = heard.saturating_add(self.timeout);
+        if !self.pings {
+            return Some(silence);
+        }
+        let start = node.pend_start.load(Relaxed);
+        if start == NONE_NS || heard >= start {
+            return None; // no attempt, or answered (heard after it began)
+        }
+        let end = node.pend_end.load(Relaxed);
+        Some(silence.max(end.saturating_add(self.window)))
+    }
+
+    /// The wheel time of `fd`: its next ping or its deadline, whichever is
+    /// first; never in the past (`ceil_ms(due) > now / MS` whenever `due >
+    /// now`, and a due time `<= now` is handled before rescheduling).
+    fn due_ms(&self, node: &Node, heard: u64, now: u64) -> u64 {
+        let next_ping = node.next_ping.load(Relaxed);
+        let due = match (self.deadline(node, heard), self.pings) {
+            (Some(d), true) => d.min(next_ping),
+            (Some(d), false) => d,
+            (None, _) => next_ping,
+        };
+        ceil_ms(due).max(now / MS + 1)
+    }
+
     fn reschedule(&mut self, t: &Table, fd: i32, heard: u64, now: u64) {
         let node = t.node(fd).expect("watched fd has a chunk");
-        let deadline = heard.saturating_add(self.timeout);
-        let due = if self.pings {
-            deadline.min(node.next_ping.load(Relaxed))
-        } else {
-            deadline
-        };
-        // Never in the past: ceil_ms(due) > now / MS whenever due > now, and
-        // a due time <= now is handled before rescheduling.
-        self.wheel.insert(t, fd, ceil_ms(due).max(now / MS + 1));
+        let due = self.due_ms(node, heard, now);
+        self.wheel.insert(t, fd, due);
     }
 
     /// Starts watching `fd` at `now`: last heard = now, first ping spread
@@ -136,10 +191,11 @@ impl Sched {
         let node = t.node(fd).ok_or(Error::Invalid)?;
         node.next_ping.store(first, Relaxed);
         node.ping_off.store(0, Relaxed);
+        node.pend_start.store(NONE_NS, Relaxed);
         slot.touch(now);
         slot.set_state(gen << 1 | 1);
         let due = if self.pings {
-            first.min(now + self.timeout)
+            first
         } else {
             now + self.timeout
         };
@@ -182,7 +238,7 @@ impl Sched {
             let slot = t.slot(fd)?;
             let node = t.node(fd)?;
             let heard = slot.heard();
-            if now >= heard.saturating_add(self.timeout) {
+            if self.deadline(node, heard).is_some_and(|d| now >= d) {
                 self.forget(t, fd);
                 return Some(Due::Dead {
                     fd,
@@ -209,9 +265,11 @@ impl Sched {
         None
     }
 
-    /// Records what a ping sent by `Due::Ping` did. Returns the death to
-    /// report if the send failed and the fd is still the same watch
-    /// (it may have been unwatched, or re-watched, meanwhile).
+    /// Records what a ping handed out by `poll` at `start` did, its send (or
+    /// callback) having returned at `end`. Returns the death to report if
+    /// the send failed and the fd is still the same watch (it may have been
+    /// unwatched, or re-watched, meanwhile).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn ping_done(
         &mut self,
         t: &Table,
@@ -219,26 +277,53 @@ impl Sched {
         generation: u64,
         offset: usize,
         sent: Sent,
+        start: u64,
+        end: u64,
     ) -> Option<Death> {
         if self.generation(t, fd) != Some(generation) {
             return None;
         }
+        let (slot, node) = (t.slot(fd)?, t.node(fd)?);
         match sent {
             Sent::Bytes(n) => {
-                let end = offset + n;
-                let off = if self.ping_len == 0 || end >= self.ping_len {
-                    0
-                } else {
-                    end
-                };
-                t.node(fd)?.ping_off.store(off as u32, Relaxed);
+                let done = offset + n;
+                let complete = self.ping_len == 0 || done >= self.ping_len;
+                node.ping_off
+                    .store(if complete { 0 } else { done as u32 }, Relaxed);
+                if complete {
+                    self.attempt(t, fd, slot, node, start, end);
+                }
                 None
             }
-            Sent::WouldBlock => None,
+            Sent::WouldBlock => {
+                self.attempt(t, fd, slot, node, start, end);
+                None
+            }
             Sent::Failed(e) => {
                 self.forget(t, fd);
                 Some(Death::SendFailed(e))
             }
+        }
+    }
+
+    /// An attempt on `fd` began at `start` and ended at `end`: it becomes
+    /// the pending one unless an earlier attempt is still unanswered. The
+    /// deadline may now be earlier than the wheel time: reschedule then.
+    fn attempt(&mut self, t: &Table, fd: i32, slot: &Slot, node: &Node, start: u64, end: u64) {
+        let heard = slot.heard();
+        if self.deadline(node, heard).is_none() {
+            let (s, e) = if heard >= start {
+                (NONE_NS, 0) // already answered (heard after it began)
+            } else {
+                (start, end)
+            };
+            node.pend_start.store(s, Relaxed);
+            node.pend_end.store(e, Relaxed);
+        }
+        let due = self.due_ms(node, heard, end);
+        if due < node.due_ms.load(Relaxed) {
+            self.wheel.remove(t, fd);
+            self.wheel.insert(t, fd, due);
         }
     }
 
@@ -249,7 +334,7 @@ impl Sched {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -302,7 +387,7 @@ mod tests {
                 } = d
                 {
                     assert!(s
-                        .ping_done(t, fd, generation, offset, Sent::Bytes(1))
+                        .ping_done(t, fd, generation, offset, Sent::Bytes(1), now, now)
                         .is_none());
                     if !silent(fd, now) {
                         pending.push((now + rtt, fd));
@@ -468,7 +553,7 @@ mod tests {
                         ..
                     } => {
                         assert_eq!(generation, g);
-                        s.ping_done(&t, fd, generation, offset, Sent::WouldBlock);
+                        s.ping_done(&t, fd, generation, offset, Sent::WouldBlock, now, now);
                     }
                     Due::Dead { .. } => {
                         assert_eq!(now, 2 * S + 300 * MS);
@@ -501,7 +586,15 @@ mod tests {
                     if fd == 1 {
                         s.unwatch(&t, 1).unwrap(); // raced with the send
                     }
-                    let r = s.ping_done(&t, fd, generation, offset, Sent::Failed(libc::EPIPE));
+                    let r = s.ping_done(
+                        &t,
+                        fd,
+                        generation,
+                        offset,
+                        Sent::Failed(libc::EPIPE),
+                        now,
+                        now,
+                    );
                     if fd == 0 {
                         assert_eq!(r, Some(Death::SendFailed(libc::EPIPE)));
                     } else {
@@ -534,7 +627,7 @@ mod tests {
                 {
                     offsets.push(offset);
                     alive(&t, fd, now);
-                    s.ping_done(&t, fd, generation, offset, Sent::Bytes(3));
+                    s.ping_done(&t, fd, generation, offset, Sent::Bytes(3), now, now);
                 }
             }
             now += MS;
@@ -570,5 +663,334 @@ mod tests {
         assert_eq!(s.next_wake(600 * MS), Some(3 * S));
         s.unwatch(&t, 0).unwrap();
         assert_eq!(s.next_wake(600 * MS), Some(3500 * MS));
+    }
+
+    /// A small deterministic PRNG for the lateness simulations.
+    struct Lcg(u64);
+    impl Lcg {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.0 >> 33) % n
+        }
+    }
+
+    /// One thread driving the scheduler as the monitor thread does, made
+    /// late on purpose: it looks at the wheel only every 1 ms plus a random
+    /// delay up to `max_step_us`, and each ping's send takes a random time
+    /// (up to 100 µs, and 5 ms once in 50: a slow ping callback; the driver
+    /// is busy meanwhile, so later pings are late too). The peer of every fd
+    /// but `silent` answers each ping `answer_ns` after the ping's actual
+    /// send (a random moment within the send). Every `rewatch_ms` all fds
+    /// are unwatched and watched again (first pings: the watch counts as
+    /// heard, the first ping comes up to one interval later).
+    struct Late {
+        /// Deaths: (time, fd).
+        deaths: Vec<(u64, i32)>,
+        /// When each round's watches were made.
+        rounds: Vec<u64>,
+        /// The largest ping lateness seen (ns).
+        worst_late: u64,
+        /// How many times an answering fd was watched and not heard from
+        /// for `timeout` at one of the driver's looks: what the old rule
+        /// (death at last heard + timeout) would have declared dead.
+        old_rule_deaths: usize,
+    }
+
+    fn late_driver(
+        (interval, timeout): (u32, u32),
+        n: i32,
+        silent: Option<i32>,
+        answer_ns: u64,
+        max_step_us: u64,
+        rewatch_ms: u64,
+        until: u64,
+    ) -> Late {
+        let (t, mut s) = setup(interval, timeout, true, n);
+        let mut rng = Lcg(7);
+        let mut answers: Vec<(u64, i32, u64)> = vec![]; // (at, fd, generation)
+        let mut out = Late {
+            deaths: vec![],
+            rounds: vec![],
+            worst_late: 0,
+            old_rule_deaths: 0,
+        };
+        let mut old_dead = vec![false; n as usize];
+        let mut now = 0;
+        let mut next_rewatch = 0;
+        let apply = |answers: &mut Vec<(u64, i32, u64)>, s: &Sched, now: u64| {
+            answers.retain(|&(at, fd, gen)| {
+                if at > now {
+                    return true;
+                }
+                if s.generation(&t, fd) == Some(gen) {
+                    alive(&t, fd, at); // alive() called at the answer's arrival
+                }
+                false
+            });
+        };
+        while now < until {
+            if now >= next_rewatch {
+                for fd in 0..n {
+                    let _ = s.unwatch(&t, fd);
+                    s.watch(&t, fd, now).unwrap();
+                    old_dead[fd as usize] = false;
+                }
+                out.rounds.push(now);
+                next_rewatch = now + rewatch_ms * MS;
+            }
+            apply(&mut answers, &s, now);
+            for fd in 0..n {
+                let heard = t.slot(fd).unwrap().heard();
+                if Some(fd) != silent
+                    && s.generation(&t, fd).is_some()
+                    && now >= heard + s.timeout
+                    && !old_dead[fd as usize]
+                {
+                    old_dead[fd as usize] = true;
+                    out.old_rule_deaths += 1;
+                }
+            }
+            while let Some(d) = s.poll(&t, now) {
+                match d {
+                    Due::Ping {
+                        fd,
+                        generation,
+                        offset,
+                        late_ns,
+                    } => {
+                        out.worst_late = out.worst_late.max(late_ns);
+                        let start = now;
+                        let us = if rng.below(50) == 0 {
+                            5000
+                        } else {
+                            rng.below(100)
+                        };
+                        let end = start + us * 1000;
+                        let actual = start + rng.below(end - start + 1);
+                        if Some(fd) != silent {
+                            answers.push((actual + answer_ns, fd, generation));
+                        }
+                        now = end; // the driver was busy sending
+                        apply(&mut answers, &s, now);
+                        let r = s.ping_done(&t, fd, generation, offset, Sent::Bytes(1), start, end);
+                        assert_eq!(r, None);
+                    }
+                    Due::Dead { fd, .. } => out.deaths.push((now, fd)),
+                }
+            }
+            now += MS + rng.below(max_step_us) * 1000;
+        }
+        out
+    }
+
+    #[test]
+    fn late_pings_answered_within_the_window_never_die() {
+        // interval 20 ms, timeout 40 ms: the window is 20 ms, and every
+        // answer comes 19.999 ms after its ping's actual send. The driver
+        // looks up to 8 ms late and some sends take 5 ms, so pings go out
+        // many milliseconds late, by varying amounts.
+        let r = late_driver((20, 40), 50, None, 20 * MS - 1000, 8000, 230, 60 * S);
+        assert!(
+            r.worst_late > 5 * MS,
+            "pings were not late: {} ns",
+            r.worst_late
+        );
+        // The old rule would have killed answering peers here...
+        assert!(r.old_rule_deaths > 10, "{}", r.old_rule_deaths);
+        // ...the rule does not.
+        assert_eq!(r.deaths, vec![], "answered peers declared dead");
+    }
+
+    #[test]
+    fn a_silent_peer_among_late_ones_dies_within_its_window() {
+        // fd 3 never answers; it is re-watched every 230 ms and must die in
+        // each round, at least `timeout` after the watch and at most the
+        // first attempt's lateness later: its first ping is due at most
+        // one interval after the watch, the driver adds up to 4 ms per look
+        // and a few sends (5 ms for a slow one) before it.
+        let r = late_driver((20, 40), 8, Some(3), 19 * MS, 3000, 230, 10 * S);
+        assert!(r.deaths.iter().all(|&(_, fd)| fd == 3), "{:?}", r.deaths);
+        // One death per round (the last round may end before its death).
+        let n = r.deaths.len();
+        assert!(
+            n + 1 >= r.rounds.len() && n <= r.rounds.len(),
+            "{:?}",
+            r.deaths
+        );
+        for (&(at, _), &w) in r.deaths.iter().zip(&r.rounds) {
+            let after = at - w;
+            assert!((40 * MS..=60 * MS).contains(&after), "{after}");
+        }
+    }
+
+    /// Polls every millisecond from `from` to `to` (sends take no time),
+    /// applying `sent` to every ping of `fd`; returns the first death.
+    fn first_death(
+        t: &Table,
+        s: &mut Sched,
+        from: u64,
+        to: u64,
+        sent: &mut dyn FnMut(u64) -> Sent,
+    ) -> Option<u64> {
+        let mut now = from;
+        while now <= to {
+            while let Some(d) = s.poll(t, now) {
+                match d {
+                    Due::Ping {
+                        fd,
+                        generation,
+                        offset,
+                        ..
+                    } => {
+                        s.ping_done(t, fd, generation, offset, sent(now), now, now);
+                    }
+                    Due::Dead { .. } => return Some(now),
+                }
+            }
+            now += MS;
+        }
+        None
+    }
+
+    #[test]
+    fn the_deadline_is_max_of_silence_and_first_unanswered_attempt() {
+        // interval 20, timeout 40. Watched at 0 (seq 0: first ping at 0,
+        // which ties with the watch time and so counts as answered), the
+        // next attempts at 20, 40, ... The peer is silent: the attempt at
+        // 20 is the first unanswered one, its end + 20 = 40 = heard +
+        // timeout: dead at 40 exactly.
+        let (t, mut s) = setup(20, 40, true, 1);
+        s.watch(&t, 0, 0).unwrap();
+        let d = first_death(&t, &mut s, 0, S, &mut |_| Sent::Bytes(1));
+        assert_eq!(d, Some(40 * MS));
+
+        // The attempt at 20 takes 7 ms (a slow ping callback): end 27,
+        // dead at max(40, 27 + 20) = 47.
+        let (t, mut s) = setup(20, 40, true, 1);
+        s.watch(&t, 0, 0).unwrap();
+        let mut now = 0;
+        let mut death = None;
+        while now <= S && death.is_none() {
+            while let Some(d) = s.poll(&t, now) {
+                match d {
+                    Due::Ping {
+                        fd,
+                        generation,
+                        offset,
+                        ..
+                    } => {
+                        let end = if now == 20 * MS { now + 7 * MS } else { now };
+                        s.ping_done(&t, fd, generation, offset, Sent::Bytes(1), now, end);
+                    }
+                    Due::Dead { .. } => death = Some(now),
+                }
+            }
+            now += MS;
+        }
+        assert_eq!(death, Some(47 * MS));
+    }
+
+    #[test]
+    fn pinging_a_silent_peer_does_not_postpone_its_death() {
+        // Pings every 10 ms, timeout 100 ms (window 90 ms): nine attempts
+        // are made while the peer is silent, none moves the deadline.
+        let (t, mut s) = setup(10, 100, true, 1);
+        s.watch(&t, 0, 0).unwrap();
+        let d = first_death(&t, &mut s, 0, S, &mut |_| Sent::Bytes(1));
+        assert_eq!(d, Some(100 * MS));
+        // Heard at 250 ms: dead at 350 ms, whatever the pings in between.
+        s.watch(&t, 0, 200 * MS).unwrap();
+        let mut now = 200 * MS;
+        let mut death = None;
+        while now <= S && death.is_none() {
+            if now == 250 * MS {
+                alive(&t, 0, now);
+            }
+            while let Some(d) = s.poll(&t, now) {
+                if let Due::Ping {
+                    fd,
+                    generation,
+                    offset,
+                    ..
+                } = d
+                {
+                    s.ping_done(&t, fd, generation, offset, Sent::Bytes(1), now, now);
+                } else {
+                    death = Some(now);
+                }
+            }
+            now += MS;
+        }
+        assert_eq!(death, Some(350 * MS));
+    }
+
+    #[test]
+    fn a_partial_send_is_not_an_attempt_but_would_block_is() {
+        // Ping of 8 bytes, interval 100, timeout 300 (window 200). The
+        // second watch has its first ping at 61.8 ms (seq 1).
+        let t = Table::new().unwrap();
+        t.ensure(0).unwrap();
+        let mut s = Sched::new(100, 300, true, 8, 0).unwrap();
+        s.watch(&t, 0, 0).unwrap();
+        s.unwatch(&t, 0).unwrap();
+        s.watch(&t, 0, 0).unwrap();
+        // 3 bytes at 62 ms (not an attempt), the other 5 at 162: the
+        // attempt at 162 is the first, dead at 162 + 200 = 362.
+        let mut first = true;
+        let d = first_death(&t, &mut s, 0, 2 * S, &mut |_| {
+            let n = if first { 3 } else { 8 };
+            first = false;
+            Sent::Bytes(n)
+        });
+        assert_eq!(d, Some(362 * MS));
+        // The same with EAGAIN at 62 ms: that is an attempt, dead at
+        // max(0 + 300, 62 + 200) = 300.
+        let t = Table::new().unwrap();
+        t.ensure(0).unwrap();
+        let mut s = Sched::new(100, 300, true, 8, 0).unwrap();
+        s.watch(&t, 0, 0).unwrap();
+        s.unwatch(&t, 0).unwrap();
+        s.watch(&t, 0, 0).unwrap();
+        let d = first_death(&t, &mut s, 0, 2 * S, &mut |_| Sent::WouldBlock);
+        assert_eq!(d, Some(300 * MS));
+    }
+
+    #[test]
+    fn something_heard_during_the_send_answers_the_attempt() {
+        // The attempt at 20 ms lasts until 30 ms; the peer is heard at
+        // 25 ms (after the attempt began): answered. The next attempt (40)
+        // is then the first unanswered one: dead at max(25 + 40, 40 + 20)
+        // = 65 ms.
+        let (t, mut s) = setup(20, 40, true, 1);
+        s.watch(&t, 0, 0).unwrap();
+        let mut now = 0;
+        let mut death = None;
+        while now <= S && death.is_none() {
+            while let Some(d) = s.poll(&t, now) {
+                if let Due::Ping {
+                    fd,
+                    generation,
+                    offset,
+                    ..
+                } = d
+                {
+                    let end = if now == 20 * MS {
+                        alive(&t, 0, 25 * MS);
+                        30 * MS
+                    } else {
+                        now
+                    };
+                    s.ping_done(&t, fd, generation, offset, Sent::Bytes(1), now, end);
+                    now = now.max(end);
+                } else {
+                    death = Some(now);
+                }
+            }
+            now += MS;
+        }
+        assert_eq!(death, Some(65 * MS));
     }
 }

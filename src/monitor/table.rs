@@ -12,25 +12,40 @@
 //! apart (two cache lines: the adjacent-line prefetcher pairs lines), so two
 //! threads calling `alive()` on fds `n` and `n + 1` never write the same line.
 
+#[cfg(not(loom))]
 use std::alloc::{alloc_zeroed, Layout};
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicPtr, AtomicU32, AtomicU64, Ordering};
+// The node's atomics are only ever accessed with the monitor's mutex held
+// (see [`Node`]): they stay std's under loom too, which models the mutex;
+// the slot's and the directory's are read without the mutex and are loom's
+// there (os::atomic).
+use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64 as NodeU64, Ordering};
 
+use super::os::atomic::{AtomicPtr, AtomicU64};
 use crate::error::{Error, Result};
 
-/// log2 of the number of fds per chunk.
+/// log2 of the number of fds per chunk (4 fds per chunk under loom, whose
+/// atomics are costly objects).
+#[cfg(not(loom))]
 const CHUNK_BITS: u32 = 12;
+#[cfg(loom)]
+const CHUNK_BITS: u32 = 2;
 /// Fds per chunk.
 pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;
-/// Number of chunk pointers: enough for every non-negative `int`.
+/// Number of chunk pointers: enough for every non-negative `int` (fds 0..16
+/// under loom).
+#[cfg(not(loom))]
 const DIR_LEN: usize = 1 << (31 - CHUNK_BITS);
+#[cfg(loom)]
+const DIR_LEN: usize = 4;
 /// Slots per 128-byte stride (a slot is 16 bytes).
+#[cfg(not(loom))]
 const PER_STRIDE: usize = 128 / std::mem::size_of::<Slot>();
 /// Number of strides in a chunk.
+#[cfg(not(loom))]
 const STRIDES: usize = CHUNK / PER_STRIDE;
 
 /// The part of an fd's entry that `alive()` touches, without any lock.
-#[derive(Default)]
 #[repr(C)]
 pub(crate) struct Slot {
     /// `generation << 1 | watched`. Written only with the monitor's mutex
@@ -90,10 +105,19 @@ pub(crate) struct Node {
     /// Bytes of the current ping already sent (0: no partial ping pending).
     pub(crate) ping_off: AtomicU32,
     /// Wheel due time, milliseconds.
-    pub(crate) due_ms: AtomicU64,
+    pub(crate) due_ms: NodeU64,
     /// When the next ping is due, nanoseconds.
-    pub(crate) next_ping: AtomicU64,
+    pub(crate) next_ping: NodeU64,
+    /// The first ping attempt that began after the peer was last heard
+    /// from, as far as the scheduler knows: when it began (ns; `NONE_NS`:
+    /// none)...
+    pub(crate) pend_start: NodeU64,
+    /// ... and when its send (or ping callback) returned (ns).
+    pub(crate) pend_end: NodeU64,
 }
+
+/// "No time" in [`Node::pend_start`].
+pub(crate) const NONE_NS: u64 = u64::MAX;
 
 struct Chunk {
     slots: [Slot; CHUNK],
@@ -106,6 +130,7 @@ pub(crate) struct Table {
 }
 
 /// Allocates `n` zeroed values of `T` as a boxed slice, or `None`.
+#[cfg(not(loom))]
 ///
 /// `T` must be valid when all-zero (atomics and null pointers are).
 fn zeroed_slice<T>(n: usize) -> Option<Box<[T]>> {
@@ -123,6 +148,7 @@ fn zeroed_slice<T>(n: usize) -> Option<Box<[T]>> {
     Some(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, n)) })
 }
 
+#[cfg(not(loom))]
 fn zeroed_chunk() -> Option<Box<Chunk>> {
     let layout = Layout::new::<Chunk>();
     // SAFETY: Chunk has a non-zero size.
@@ -135,10 +161,36 @@ fn zeroed_chunk() -> Option<Box<Chunk>> {
     Some(unsafe { Box::from_raw(p) })
 }
 
+/// loom's atomics are not valid when all-zero: chunks are built value by
+/// value there.
+#[cfg(loom)]
+fn zeroed_chunk() -> Option<Box<Chunk>> {
+    super::os::try_box(Chunk {
+        slots: std::array::from_fn(|_| Slot {
+            state: AtomicU64::new(0),
+            heard: AtomicU64::new(0),
+        }),
+        nodes: std::array::from_fn(|_| Node::default()),
+    })
+    .ok()
+}
+
+#[cfg(loom)]
+fn zeroed_slice<T>(n: usize) -> Option<Box<[AtomicPtr<T>]>> {
+    Some((0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect())
+}
+
 /// Where fd `i` of a chunk lives in the chunk's slot array.
+#[cfg(not(loom))]
 #[inline]
 fn swizzle(i: usize) -> usize {
     (i % STRIDES) * PER_STRIDE + i / STRIDES
+}
+
+#[cfg(loom)]
+#[inline]
+fn swizzle(i: usize) -> usize {
+    i
 }
 
 impl Table {
@@ -186,7 +238,7 @@ impl Table {
     }
 
     /// Bytes of one chunk (the memory test checks the per-fd cost).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     pub(crate) fn chunk_bytes() -> usize {
         std::mem::size_of::<Chunk>()
     }
@@ -205,7 +257,7 @@ impl Drop for Table {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -239,6 +291,6 @@ mod tests {
         s.set_state(3);
         assert!(s.watched());
         assert_eq!(s.state(), 3);
-        assert_eq!(Table::chunk_bytes(), CHUNK * (16 + 32));
+        assert_eq!(Table::chunk_bytes(), CHUNK * (16 + 48));
     }
 }

@@ -52,6 +52,7 @@ class Code(_OpenIntEnum):
     ERR_THREAD = -16
     ERR_ROLLBACK = -17
     ERR_WITHIN = -18
+    ERR_DEADLOCK = -20
 
     @property
     def c_name(self) -> str:
