@@ -6,3 +6,6 @@ $(BT)/net_monitor: net_monitor.c $(TEST_HDRS) | lib
 	$(Q)$(CC) $(TEST_CFLAGS) -o $@ $< $(TEST_LDFLAGS) -lheartbeat
 
 TEST_BINS += $(BT)/net_monitor $(BT)/monitor_server $(BT)/monitor_client
+
+# The tests of both modes share the mode harness.
+$(BT)/test_monitor $(BT)/test_monitor_edges: c-tests/monitor/mon_mode.h
