@@ -1281,4 +1281,255 @@ mod tests {
         assert_eq!((s.pings, s.pings_failed), (0, 1), "{s:?}");
         assert!(s.pings_blocked >= 2 && s.deaths >= 1, "{s:?}");
     }
+
+    // --- batching, on the injected clock (thread-free mode: everything
+    // happens on the test's thread, whose clock os::fake sets) -------------
+
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    const T0: u64 = 1_000_000 * MS;
+
+    fn loop_opts(ping: Ping, interval_ms: u32, timeout_ms: u32) -> Options {
+        Options {
+            interval_ms,
+            timeout_ms,
+            ping,
+            mode: Mode::Loop,
+        }
+    }
+
+    /// Records every callback; checks that none runs with the lock held.
+    #[derive(Default)]
+    struct Log {
+        events: Vec<(char, RawFd)>,
+        locked: usize,
+        nested: Vec<usize>,
+    }
+
+    struct Batcher {
+        log: Arc<StdMutex<Log>>,
+        /// Each ping callback takes this long (advances the fake clock).
+        ping_ns: u64,
+        /// Ping callbacks return this.
+        ping_result: std::result::Result<(), Errno>,
+        /// fd 1's dead callback unwatches fd 2.
+        unwatch_2: bool,
+        /// Callbacks call process() (which must do nothing).
+        nested_process: bool,
+    }
+
+    impl Batcher {
+        fn new() -> (Batcher, Arc<StdMutex<Log>>) {
+            let log = Arc::new(StdMutex::new(Log::default()));
+            (
+                Batcher {
+                    log: log.clone(),
+                    ping_ns: 0,
+                    ping_result: Ok(()),
+                    unwatch_2: false,
+                    nested_process: false,
+                },
+                log,
+            )
+        }
+
+        fn note(&mut self, m: &Core, what: char, fd: RawFd) {
+            let mut l = self.log.lock().unwrap();
+            l.events.push((what, fd));
+            if m.inner.held() {
+                l.locked += 1;
+            }
+            if self.nested_process {
+                l.nested.push(m.process().unwrap());
+            }
+        }
+    }
+
+    impl Handler for Batcher {
+        fn ping(&mut self, m: &Core, fd: RawFd) -> std::result::Result<(), Errno> {
+            self.note(m, 'p', fd);
+            if self.ping_ns > 0 {
+                os::fake::set(os::now_ns() + self.ping_ns);
+            }
+            self.ping_result
+        }
+        fn dead(&mut self, m: &Core, fd: RawFd, _: Death) {
+            self.note(m, 'd', fd);
+            if self.unwatch_2 && fd == 1 {
+                assert_eq!(m.unwatch(2), Ok(()), "cancels fd 2's pending death");
+            }
+        }
+    }
+
+    #[test]
+    fn one_lock_acquisition_per_batch_not_per_event() {
+        os::fake::set(T0);
+        let (h, log) = Batcher::new();
+        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3_600_000), h).unwrap();
+        for fd in 0..600 {
+            m.watch(fd).unwrap();
+        }
+        // Every first ping is due within one interval.
+        os::fake::set(T0 + 1000 * MS);
+        let l0 = os::fake::locks();
+        assert_eq!(m.process(), Ok(600));
+        let locks = os::fake::locks() - l0;
+        // One to start, then one per batch of up to BATCH events (which
+        // records the batch's results and takes the next one).
+        assert_eq!(
+            locks,
+            1 + 600u64.div_ceil(BATCH as u64),
+            "{locks} lock acquisitions"
+        );
+        let l = log.lock().unwrap();
+        assert_eq!(l.events.len(), 600);
+        assert_eq!(l.locked, 0, "callbacks ran with the lock held");
+        drop(l);
+        let s = m.stats();
+        assert_eq!((s.pings, s.deaths, s.wakeups), (600, 0, 1));
+        // Nothing due now: nothing happens, nothing changes, one lock.
+        let l0 = os::fake::locks();
+        assert_eq!(m.process(), Ok(0));
+        assert_eq!(os::fake::locks() - l0, 1);
+        assert_eq!(m.stats(), s);
+        assert_eq!(log.lock().unwrap().events.len(), 600);
+    }
+
+    #[test]
+    fn what_comes_due_while_process_runs_is_left_for_the_next_call() {
+        os::fake::set(T0);
+        let (mut h, log) = Batcher::new();
+        h.ping_ns = 5 * MS; // each ping callback takes 5 ms
+        let m = Monitor::new(loop_opts(Ping::Callback, 20, 3_600_000), h).unwrap();
+        for fd in 0..10 {
+            m.watch(fd).unwrap();
+        }
+        os::fake::set(T0 + 20 * MS);
+        // Ten first pings, 50 ms: the second pings come due meanwhile, and
+        // are not handled by this call (a bounded amount of work per call).
+        assert_eq!(m.process(), Ok(10));
+        assert_eq!(os::now_ns(), T0 + 70 * MS);
+        assert_eq!(m.timeout_ms(), Ok(Some(0)), "something is due now");
+        assert_eq!(
+            m.inner.lock().armed,
+            T0 + 70 * MS,
+            "the timer fd is readable at once"
+        );
+        // The next call: one ping per fd (the missed ones are skipped).
+        assert_eq!(m.process(), Ok(10));
+        assert_eq!(log.lock().unwrap().events.len(), 20);
+        assert!(m.stats().ping_late_max_us >= 45_000);
+    }
+
+    #[test]
+    fn deaths_of_failed_pings_come_in_the_same_call() {
+        os::fake::set(T0);
+        let (mut h, log) = Batcher::new();
+        h.ping_result = Err(libc::EPIPE);
+        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3000), h).unwrap();
+        for fd in 0..300 {
+            m.watch(fd).unwrap();
+        }
+        os::fake::set(T0 + 1000 * MS);
+        assert_eq!(m.process(), Ok(600));
+        let l = log.lock().unwrap();
+        assert_eq!(l.events.iter().filter(|e| e.0 == 'd').count(), 300);
+        // Each fd's death after its own ping.
+        for fd in 0..300 {
+            let p = l.events.iter().position(|&e| e == ('p', fd)).unwrap();
+            let d = l.events.iter().position(|&e| e == ('d', fd)).unwrap();
+            assert!(p < d);
+        }
+        drop(l);
+        let s = m.stats();
+        assert_eq!((s.watched, s.pings_failed, s.deaths), (0, 300, 300));
+        assert_eq!(m.timeout_ms(), Ok(None), "nothing watched");
+        assert_eq!(m.inner.lock().armed, NEVER, "the timer fd is disarmed");
+    }
+
+    #[test]
+    fn unwatch_from_a_callback_cancels_a_death_taken_in_the_same_batch() {
+        os::fake::set(T0);
+        let (mut h, log) = Batcher::new();
+        h.unwatch_2 = true;
+        let m = Monitor::new(loop_opts(Ping::None, 50, 100), h).unwrap();
+        m.watch(1).unwrap();
+        m.watch(2).unwrap();
+        // Both die at the same millisecond, in one batch; fd 1's dead
+        // callback unwatches fd 2, whose callback then never runs.
+        os::fake::set(T0 + 100 * MS);
+        assert_eq!(m.process(), Ok(1));
+        assert_eq!(log.lock().unwrap().events, vec![('d', 1)]);
+        assert_eq!(m.stats().deaths, 1);
+        assert_eq!(m.watch(2), Ok(()), "fd 2 is free again");
+    }
+
+    #[test]
+    fn process_from_a_callback_does_nothing() {
+        os::fake::set(T0);
+        let (mut h, log) = Batcher::new();
+        h.nested_process = true;
+        let m = Monitor::new(loop_opts(Ping::Callback, 10, 1000), h).unwrap();
+        for fd in 0..3 {
+            m.watch(fd).unwrap();
+        }
+        os::fake::set(T0 + 10 * MS);
+        assert_eq!(m.process(), Ok(3));
+        assert_eq!(log.lock().unwrap().nested, vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn watch_of_an_earlier_event_rearms_the_timer() {
+        os::fake::set(T0);
+        let (h, _log) = Batcher::new();
+        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3000), h).unwrap();
+        let armed = || m.inner.lock().armed;
+        assert_eq!(armed(), NEVER);
+        assert_eq!(m.timeout_ms(), Ok(None));
+        // First pings of the 1st, 2nd, 3rd watch: 0, 618 and 236 ms after
+        // the watch (golden-ratio spreading).
+        m.watch(1).unwrap();
+        assert_eq!(armed(), T0);
+        assert_eq!(m.process(), Ok(1));
+        assert_eq!(armed(), T0 + 1000 * MS, "fd 1's next ping");
+        m.watch(2).unwrap();
+        assert_eq!(armed(), T0 + 619 * MS, "earlier: re-armed");
+        m.watch(3).unwrap();
+        assert_eq!(armed(), T0 + 237 * MS, "earlier again");
+        assert_eq!(m.timeout_ms(), Ok(Some(237)));
+        m.watch(4).unwrap(); // 854 ms: later, nothing changes
+        assert_eq!(armed(), T0 + 237 * MS);
+        // Unwatching the first due fd moves the timer to the next one, so
+        // that the fd does not become readable for nothing.
+        m.unwatch(3).unwrap();
+        assert_eq!(armed(), T0 + 619 * MS);
+        os::fake::set(T0 + 100 * MS);
+        assert_eq!(m.timeout_ms(), Ok(Some(519)));
+        for fd in [1, 2, 4] {
+            m.unwatch(fd).unwrap();
+        }
+        assert_eq!(armed(), NEVER);
+        assert_eq!(m.timeout_ms(), Ok(None));
+    }
+
+    #[test]
+    fn loop_calls_on_a_threaded_monitor_are_refused() {
+        let (tx, _rx) = mpsc::channel();
+        let m = Monitor::new(opts(Ping::None), H(tx)).unwrap();
+        assert_eq!(m.process(), Err(Error::Mode));
+        assert_eq!(m.fd(), Err(Error::Mode));
+        assert_eq!(m.timeout_ms(), Err(Error::Mode));
+        let (h, _log) = Batcher::new();
+        let l = Monitor::new(loop_opts(Ping::None, 10, 20), h).unwrap();
+        let fd = l.fd().unwrap();
+        // SAFETY: fcntl on the monitor's own open fd.
+        let (fdfl, fl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFD),
+                libc::fcntl(fd, libc::F_GETFL),
+            )
+        };
+        assert_ne!(fdfl & libc::FD_CLOEXEC, 0);
+        assert_ne!(fl & libc::O_NONBLOCK, 0);
+    }
 }

@@ -142,11 +142,36 @@ impl Timer {
     }
 }
 
+/// The unit tests' injected clock: when set on a thread, [`now_ns`] on that
+/// thread returns it (the drivers' batching is tested on it).
+#[cfg(all(test, not(loom)))]
+pub(crate) mod fake {
+    use std::cell::Cell;
+
+    std::thread_local! {
+        pub(crate) static NOW: Cell<Option<u64>> = const { Cell::new(None) };
+        /// Mutex acquisitions made by this thread.
+        pub(crate) static LOCKS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn set(t: u64) {
+        NOW.with(|n| n.set(Some(t)));
+    }
+
+    pub(crate) fn locks() -> u64 {
+        LOCKS.with(|l| l.get())
+    }
+}
+
 /// CLOCK_MONOTONIC in nanoseconds (a vDSO call, about 20 ns with the TSC
 /// clock source; no system call).
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn now_ns() -> u64 {
+    #[cfg(test)]
+    if let Some(t) = fake::NOW.with(|n| n.get()) {
+        return t;
+    }
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -364,6 +389,8 @@ impl<T> Mutex<T> {
     }
 
     pub(crate) fn lock(&self) -> Guard<'_, T> {
+        #[cfg(all(test, not(loom)))]
+        fake::LOCKS.with(|l| l.set(l.get() + 1));
         // SAFETY: an initialised, never-moved mutex. A default mutex can only
         // fail with EDEADLK-like errors on misuse, which the guard prevents.
         #[cfg(not(loom))]
@@ -374,6 +401,22 @@ impl<T> Mutex<T> {
             m: self,
             #[cfg(loom)]
             g: Some(self.raw.lock().unwrap()),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl<T> Mutex<T> {
+    /// Whether some thread holds the mutex (for tests).
+    pub(crate) fn held(&self) -> bool {
+        // SAFETY: an initialised mutex; unlocked at once if we got it.
+        unsafe {
+            if libc::pthread_mutex_trylock(self.raw.get()) == 0 {
+                libc::pthread_mutex_unlock(self.raw.get());
+                false
+            } else {
+                true
+            }
         }
     }
 }
