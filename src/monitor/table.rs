@@ -2,7 +2,9 @@
 //! lock-free [`Slot`] that `alive()` reads and writes without any lock, and
 //! the [`Node`] of the scheduler's bookkeeping (touched only with the
 //! monitor's mutex held). Slot and node share one cache line, so the
-//! driver's work on an event costs one cache miss, not two.
+//! driver's work on an event costs one cache miss, not two (and the wheel
+//! keeps the fds of each millisecond in arrays, so that the driver can
+//! prefetch the entries of a whole batch at once: their misses overlap).
 //!
 //! Memory is allocated lazily in chunks of [`CHUNK`] fds, so a process that
 //! watches fds 0..N pays for about N entries, whatever the fd numbers'
@@ -43,7 +45,7 @@ use std::ptr;
 // (see [`Node`]): they stay std's under loom too, which models the mutex;
 // the slot's and the directory's are read without the mutex and are loom's
 // there (os::atomic).
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64 as NodeU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64 as NodeU64, Ordering};
 
 use super::os::atomic::{AtomicPtr, AtomicU64};
 use crate::error::{Error, Result};
@@ -226,14 +228,11 @@ pub(crate) fn watched_generation(state: u64) -> Option<u64> {
 /// without `unsafe`; with Relaxed ordering they compile to plain moves.
 #[derive(Default)]
 pub(crate) struct Node {
-    /// Previous fd in the same wheel list (-1: none); in the far heap, the
-    /// fd's index in the heap.
-    pub(crate) prev: AtomicI32,
-    /// Next fd in the same wheel list (-1: none).
-    pub(crate) next: AtomicI32,
-    /// Which list the node is in: 0 = none, k + 1 = list k, `u32::MAX` =
-    /// the far heap (see the wheel).
+    /// Where the fd is in the wheel: 0 = nowhere, 1 = in a list (`pos` is
+    /// block << 4 | index), 2 = in the far heap (`pos` is the heap index).
     pub(crate) list: AtomicU32,
+    /// See `list`.
+    pub(crate) pos: AtomicU32,
     /// Bytes of the current ping already sent (0: no partial ping pending).
     pub(crate) ping_off: AtomicU32,
     /// Wheel due time, milliseconds.
@@ -357,22 +356,59 @@ impl Table {
         Some(&c.entries[swizzle(fd as usize & (CHUNK - 1))])
     }
 
+    /// The same lookup, inlined: for the scheduler, which holds the
+    /// monitor's mutex, as does `ensure` (the only writer of the
+    /// directory), so the race check needs no suppression for it.
+    #[inline(always)]
+    fn entry_locked(&self, fd: i32) -> Option<&Entry> {
+        let i = usize::try_from(fd).ok()?;
+        let p = self.dir.get(i >> CHUNK_BITS)?.load(Ordering::Acquire);
+        // SAFETY: as in `chunk`.
+        let c = unsafe { p.as_ref() }?;
+        Some(&c.entries[swizzle(i & (CHUNK - 1))])
+    }
+
+    /// [`Table::get`] for the scheduler (monitor mutex held).
+    #[inline]
+    pub(crate) fn get_locked(&self, fd: i32) -> Option<(&Slot, &Node)> {
+        self.entry_locked(fd).map(|e| (&e.slot, &e.node))
+    }
+
+    /// [`Table::node`] for the scheduler (monitor mutex held).
+    #[inline]
+    pub(crate) fn node_locked(&self, fd: i32) -> Option<&Node> {
+        self.entry_locked(fd).map(|e| &e.node)
+    }
+
+    /// [`Table::slot`] for the scheduler (monitor mutex held).
+    #[inline]
+    pub(crate) fn slot_locked(&self, fd: i32) -> Option<&Slot> {
+        self.entry_locked(fd).map(|e| &e.slot)
+    }
+
     /// The slot of `fd`, if its chunk exists (None for negative fds).
     #[inline]
     pub(crate) fn slot(&self, fd: i32) -> Option<&Slot> {
         self.entry(fd).map(|e| &e.slot)
     }
 
-    /// The node of `fd`, if its chunk exists.
-    #[inline]
-    pub(crate) fn node(&self, fd: i32) -> Option<&Node> {
-        self.entry(fd).map(|e| &e.node)
-    }
 
-    /// Both, for the driver's look at an fd (one cache line).
+    /// Asks the CPU to bring `fd`'s entry into the cache (no effect on
+    /// what the program computes; a no-op where there is no such hint).
     #[inline]
-    pub(crate) fn get(&self, fd: i32) -> Option<(&Slot, &Node)> {
-        self.entry(fd).map(|e| (&e.slot, &e.node))
+    pub(crate) fn prefetch(&self, fd: i32) {
+        if let Some(e) = self.entry_locked(fd) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is only a hint: it reads nothing the
+            // program sees and cannot fault; `e` is a valid address anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    e as *const Entry as *const i8,
+                );
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = e;
+        }
     }
 
     /// Makes sure the chunk of `fd` exists. Called with the monitor's mutex
@@ -433,7 +469,7 @@ mod tests {
         assert_eq!(Table::chunk_bytes(), CHUNK * 64);
         let t = Table::new().unwrap();
         t.ensure(0).unwrap();
-        let (s, n) = t.get(5).unwrap();
+        let (s, n) = t.get_locked(5).unwrap();
         let (a, b) = (s as *const Slot as usize, n as *const Node as usize);
         assert_eq!(a % 64, 0);
         assert_eq!(b - a, 16, "slot and node share the line");

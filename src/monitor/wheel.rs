@@ -1,7 +1,16 @@
-//! A timing wheel with millisecond slots, linked through the table's nodes
-//! (no allocation per event; O(1) insert, remove and pop), that knows its
-//! earliest due time exactly, in O(1).
+//! A timing wheel with millisecond slots (no allocation per event; O(1)
+//! insert, remove and pop) that knows its earliest due time exactly, in
+//! O(1).
 //!
+//! - Each list (a slot, or the ready list) is an array of fds stored in a
+//!   chain of 64-byte blocks of 12 fds, from a pool: the driver reads the
+//!   fds due at a millisecond a block at a time, and can ask for all their
+//!   table entries at once (their cache misses overlap), where a linked
+//!   list through the entries would wait for each miss in turn. Each fd's
+//!   node records where it is (block, index), so removal is O(1): the
+//!   list's last fd moves into the hole. The pool's storage is reserved by
+//!   [`Wheel::reserve`] (from `watch()`, which may fail with NoMem), so
+//!   inserting never allocates.
 //! - Slot `t % len` holds the fds due at millisecond `t`, and only those:
 //!   every entry of the wheel is due within one turn of the cursor
 //!   (`cursor <= t < cursor + len`), so the first non-empty slot after the
@@ -14,8 +23,7 @@
 //!   monitor needs, `interval` with pings or `timeout` without, is longer
 //!   than the largest wheel, 65.5 s) go to a binary min-heap of fds keyed
 //!   by due time (O(log n) insert and remove, O(1) minimum); its storage is
-//!   reserved by [`Wheel::reserve_far`] (from `watch()`, which may fail
-//!   with NoMem), so inserting never allocates.
+//!   reserved by [`Wheel::reserve`] too.
 //!
 //! All functions take the current time as a parameter: the wheel never
 //! reads a clock, so it is tested on a fake one.
@@ -25,9 +33,15 @@ use std::sync::atomic::Ordering::Relaxed;
 use super::table::{Node, Table};
 use crate::error::{Error, Result};
 
-const NONE: i32 = -1;
-/// `Node::list` of an fd in the far heap.
+/// `Node::list`: 0 = not in the wheel, `u32::MAX` = in the far heap, else
+/// list index + 1.
+const OUT: u32 = 0;
 const HEAP: u32 = u32::MAX;
+/// No block.
+const NIL: u32 = u32::MAX;
+/// Fds per block.
+const PER_BLOCK: usize = 12;
+
 /// Largest number of slots.
 pub(crate) const MAX_SLOTS: u64 = 1 << 16;
 
@@ -112,19 +126,57 @@ impl Bitmap {
     }
 }
 
+/// A piece of a list: fds at `fds[start..used]`.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Block {
+    fds: [i32; PER_BLOCK],
+    start: u8,
+    used: u8,
+    prev: u32,
+    next: u32,
+}
+
+const EMPTY_BLOCK: Block = Block {
+    fds: [-1; PER_BLOCK],
+    start: 0,
+    used: 0,
+    prev: NIL,
+    next: NIL,
+};
+
+/// The first and last block of a list (NIL: empty).
+#[derive(Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+}
+
+const EMPTY_LIST: List = List {
+    head: NIL,
+    tail: NIL,
+};
+
 pub(crate) struct Wheel {
-    /// Heads of the lists: `len` slots, then the ready list.
-    heads: Vec<i32>,
-    /// Their tails.
-    tails: Vec<i32>,
+    /// The lists: `len` slots, then the ready list (fds inserted with a due
+    /// time already passed).
+    lists: Vec<List>,
     /// Which slots are not empty.
     bits: Bitmap,
-    /// The far heap (fds, by `due_ms`; an fd's index is in its `prev`).
+    /// The block pool (capacity reserved ahead: never grown here), and its
+    /// free list (through `next`).
+    blocks: Vec<Block>,
+    free: u32,
+    /// The far heap (fds, by `due_ms`; an fd's index is its node's `pos`).
     far: Vec<i32>,
     /// Number of slots (a power of two).
     len: u64,
-    /// Every slot for a millisecond before `cursor` has been swept.
+    /// Every slot for a millisecond before `cursor` is empty (its fds were
+    /// handed out); every fd in a slot is due at `cursor + k` for k < len.
     cursor: u64,
+    /// The last millisecond swept: slots up to it are due, and are handed
+    /// out in place, in time order.
+    due_to: u64,
     /// Number of fds in the wheel (slots, ready list and heap).
     count: usize,
 }
@@ -135,19 +187,18 @@ impl Wheel {
     pub(crate) fn new(span_ms: u64, now_ms: u64) -> Result<Wheel> {
         let len = span_ms.clamp(64, MAX_SLOTS).next_power_of_two();
         let n = len as usize + 1;
-        let mut heads = Vec::new();
-        heads.try_reserve_exact(n).map_err(|_| Error::NoMem)?;
-        heads.resize(n, NONE);
-        let mut tails = Vec::new();
-        tails.try_reserve_exact(n).map_err(|_| Error::NoMem)?;
-        tails.resize(n, NONE);
+        let mut lists = Vec::new();
+        lists.try_reserve_exact(n).map_err(|_| Error::NoMem)?;
+        lists.resize(n, EMPTY_LIST);
         Ok(Wheel {
-            heads,
-            tails,
+            lists,
             bits: Bitmap::new(len as usize)?,
+            blocks: Vec::new(),
+            free: NIL,
             far: Vec::new(),
             len,
             cursor: now_ms,
+            due_to: now_ms.saturating_sub(1),
             count: 0,
         })
     }
@@ -167,91 +218,155 @@ impl Wheel {
         self.len
     }
 
-    /// Makes room in the far heap for `n` entries, so that inserting never
-    /// allocates ([`Error::NoMem`] if it cannot).
-    pub(crate) fn reserve_far(&mut self, n: usize) -> Result<()> {
-        let more = n.saturating_sub(self.far.len());
-        self.far.try_reserve(more).map_err(|_| Error::NoMem)
+    /// Makes room for `n` fds: blocks enough for any arrangement of them
+    /// (each block in use holds at least one fd, and every list's blocks
+    /// are full but its first and its last), and with `far`, heap room for
+    /// all of them, so that inserting never allocates. [`Error::NoMem`] if
+    /// it cannot.
+    pub(crate) fn reserve(&mut self, n: usize, far: bool) -> Result<()> {
+        let want = n.min(n.div_ceil(PER_BLOCK) + 2 * self.lists.len());
+        let more = want.saturating_sub(self.blocks.len());
+        self.blocks.try_reserve(more).map_err(|_| Error::NoMem)?;
+        if far {
+            let more = n.saturating_sub(self.far.len());
+            self.far.try_reserve(more).map_err(|_| Error::NoMem)?;
+        }
+        Ok(())
     }
 
+    #[inline]
     fn node(t: &Table, fd: i32) -> &Node {
         // Only fds whose chunk exists are ever linked (watch ensures it).
-        t.node(fd).expect("linked fd without a chunk")
+        t.node_locked(fd).expect("linked fd without a chunk")
     }
 
-    /// Appends `fd` to list `list` (a slot or the ready list).
-    fn link(&mut self, t: &Table, fd: i32, list: usize) {
-        let n = Self::node(t, fd);
-        let tail = self.tails[list];
-        n.prev.store(tail, Relaxed);
-        n.next.store(NONE, Relaxed);
-        n.list.store(list as u32 + 1, Relaxed);
-        if tail == NONE {
-            self.heads[list] = fd;
-            if list != self.ready() {
-                self.bits.set(list);
-            }
+    /// A block, from the free list or the reserved room.
+    fn alloc(&mut self) -> u32 {
+        let b = if self.free != NIL {
+            let b = self.free;
+            self.free = self.blocks[b as usize].next;
+            b
         } else {
-            Self::node(t, tail).next.store(fd, Relaxed);
+            // Within the capacity `reserve` made: no allocation (the bound
+            // is checked by the tests).
+            debug_assert!(self.blocks.len() < self.blocks.capacity());
+            self.blocks.push(EMPTY_BLOCK);
+            (self.blocks.len() - 1) as u32
+        };
+        self.blocks[b as usize] = EMPTY_BLOCK;
+        b
+    }
+
+    /// Unlinks block `b` (empty) from list `l` and frees it.
+    fn drop_block(&mut self, l: usize, b: u32) {
+        let Block { prev, next, .. } = self.blocks[b as usize];
+        if prev == NIL {
+            self.lists[l].head = next;
+        } else {
+            self.blocks[prev as usize].next = next;
         }
-        self.tails[list] = fd;
+        if next == NIL {
+            self.lists[l].tail = prev;
+        } else {
+            self.blocks[next as usize].prev = prev;
+        }
+        self.blocks[b as usize].next = self.free;
+        self.free = b;
+        if self.lists[l].head == NIL && l != self.ready() {
+            self.bits.clear(l);
+        }
+    }
+
+    /// Appends `fd` (whose node is `n`) to list `list`.
+    fn push(&mut self, n: &Node, fd: i32, list: usize) {
+        let tail = self.lists[list].tail;
+        let b = if tail != NIL && (self.blocks[tail as usize].used as usize) < PER_BLOCK {
+            tail
+        } else {
+            let b = self.alloc();
+            self.blocks[b as usize].prev = tail;
+            if tail == NIL {
+                self.lists[list].head = b;
+                if list != self.ready() {
+                    self.bits.set(list);
+                }
+            } else {
+                self.blocks[tail as usize].next = b;
+            }
+            self.lists[list].tail = b;
+            b
+        };
+        let blk = &mut self.blocks[b as usize];
+        let i = blk.used as usize;
+        blk.fds[i] = fd;
+        blk.used += 1;
+        n.pos.store(b << 4 | i as u32, Relaxed);
+        n.list.store(list as u32 + 1, Relaxed);
         self.count += 1;
+    }
+
+    /// Takes `fd` (node `n`, in list `list`) out: the list's last fd moves
+    /// into its place.
+    fn unlist(&mut self, t: &Table, n: &Node, list: usize) {
+        let pos = n.pos.load(Relaxed);
+        let (b, i) = (pos >> 4, (pos & 15) as usize);
+        let tail = self.lists[list].tail;
+        let last_i = self.blocks[tail as usize].used as usize - 1;
+        if (tail, last_i) != (b, i) {
+            let last = self.blocks[tail as usize].fds[last_i];
+            self.blocks[b as usize].fds[i] = last;
+            Self::node(t, last).pos.store(b << 4 | i as u32, Relaxed);
+        }
+        let tb = &mut self.blocks[tail as usize];
+        tb.used -= 1;
+        if tb.used == tb.start {
+            self.drop_block(list, tail);
+        }
     }
 
     /// Removes `fd` from whatever list (or the heap) it is in; no-op if it
     /// is in none.
     pub(crate) fn remove(&mut self, t: &Table, fd: i32) {
-        let Some(n) = t.node(fd) else { return };
-        let list = n.list.load(Relaxed);
-        if list == 0 {
-            return;
+        let Some(n) = t.node_locked(fd) else { return };
+        match n.list.load(Relaxed) {
+            OUT => return,
+            HEAP => self.far_remove(t, n.pos.load(Relaxed) as usize),
+            l => self.unlist(t, n, l as usize - 1),
         }
-        n.list.store(0, Relaxed);
+        n.list.store(OUT, Relaxed);
         self.count -= 1;
-        if list == HEAP {
-            self.far_remove(t, n.prev.load(Relaxed) as usize);
-            return;
+    }
+
+    /// The first fd of list `l` (not empty), taken out.
+    fn pop_front(&mut self, t: &Table, l: usize) -> i32 {
+        let h = self.lists[l].head;
+        let blk = &mut self.blocks[h as usize];
+        let fd = blk.fds[blk.start as usize];
+        blk.start += 1;
+        if blk.start == blk.used {
+            self.drop_block(l, h);
         }
-        // Nodes moved to the ready list keep the number of the slot they
-        // came from: the ready list's ends are checked first (a slot's ends
-        // never name an fd that sits in the ready list).
-        let (prev, next) = (n.prev.load(Relaxed), n.next.load(Relaxed));
-        let r = self.ready();
-        let l = if self.heads[r] == fd || self.tails[r] == fd {
-            r
-        } else {
-            list as usize - 1
-        };
-        if prev == NONE {
-            self.heads[l] = next;
-        } else {
-            Self::node(t, prev).next.store(next, Relaxed);
-        }
-        if next == NONE {
-            self.tails[l] = prev;
-        } else {
-            Self::node(t, next).prev.store(prev, Relaxed);
-        }
-        if self.heads[l] == NONE && l != r {
-            self.bits.clear(l);
-        }
+        Self::node(t, fd).list.store(OUT, Relaxed);
+        self.count -= 1;
+        fd
     }
 
     /// Schedules `fd` (not linked) at millisecond `due_ms`, the time being
-    /// `now_ms`. A time already swept goes straight to the ready list.
+    /// `now_ms`. A time already passed goes to the ready list.
     pub(crate) fn insert(&mut self, t: &Table, fd: i32, due_ms: u64, now_ms: u64) {
-        Self::node(t, fd).due_ms.store(due_ms, Relaxed);
+        let n = Self::node(t, fd);
+        n.due_ms.store(due_ms, Relaxed);
         if due_ms >= self.cursor + self.len && now_ms >= self.cursor {
             // The cursor is behind the clock (the driver has not looked for
             // a while): bring it to now first, so that the new entry fits
             // in the current turn.
-            self.advance(t, now_ms);
+            self.catch_up(t, now_ms);
         }
         if due_ms < self.cursor {
             let r = self.ready();
-            self.link(t, fd, r);
+            self.push(n, fd, r);
         } else if due_ms < self.cursor + self.len {
-            self.link(t, fd, (due_ms & (self.len - 1)) as usize);
+            self.push(n, fd, (due_ms & (self.len - 1)) as usize);
         } else if self.far.len() < self.far.capacity() {
             self.far_push(t, fd);
         } else {
@@ -260,85 +375,132 @@ impl Wheel {
             // slot of this turn: the entry comes up early and pop() puts
             // it back, so it is never late.
             let s = ((self.cursor + self.len - 1) & (self.len - 1)) as usize;
-            self.link(t, fd, s);
+            self.push(n, fd, s);
         }
     }
 
-    /// Moves every slot due by `now_ms` to the end of the ready list.
-    fn advance(&mut self, t: &Table, now_ms: u64) {
-        if self.cursor > now_ms {
-            return;
-        }
-        let mask = (self.len - 1) as usize;
-        let span = now_ms - self.cursor + 1; // milliseconds to sweep
-        let from = (self.cursor & (self.len - 1)) as usize;
-        if span >= self.len {
-            // A stall longer than the wheel: everything in it is due.
-            let mut s = self.bits.next_set(0);
-            while let Some(i) = s {
-                self.splice(t, i);
-                s = self.bits.next_set(i + 1);
-            }
-        } else {
-            let to = from + span as usize; // exclusive, may wrap
-            let mut s = self.bits.next_set(from);
-            while let Some(i) = s.filter(|&i| i < to.min(mask + 1)) {
-                self.splice(t, i);
-                s = self.bits.next_set(i + 1);
-            }
-            if to > mask + 1 {
-                let mut s = self.bits.next_set(0);
-                while let Some(i) = s.filter(|&i| i < to - (mask + 1)) {
-                    self.splice(t, i);
-                    s = self.bits.next_set(i + 1);
-                }
-            }
-        }
-        self.cursor = now_ms + 1;
-    }
-
-    /// Appends slot `s`'s list to the ready list, in O(1).
-    fn splice(&mut self, t: &Table, s: usize) {
+    /// Moves the fds of every slot due by `now_ms` to the ready list and
+    /// the cursor past them (O(fds moved): only after the driver has not
+    /// looked for most of a turn).
+    fn catch_up(&mut self, t: &Table, now_ms: u64) {
         let r = self.ready();
-        let (head, tail) = (self.heads[s], self.tails[s]);
-        if head == NONE {
-            return;
-        }
-        if self.tails[r] == NONE {
-            self.heads[r] = head;
-        } else {
-            Self::node(t, self.tails[r]).next.store(head, Relaxed);
-            Self::node(t, head).prev.store(self.tails[r], Relaxed);
-        }
-        self.tails[r] = tail;
-        self.heads[s] = NONE;
-        self.tails[s] = NONE;
-        self.bits.clear(s);
-    }
-
-    /// Unlinks and returns one fd due at or before `now_ms`, or None.
-    /// With `sweep`, first moves the slots due by `now_ms` to the ready
-    /// list; without, only hands out what is ready already or due in the
-    /// far heap (a driver that handles only what was due when it started).
-    pub(crate) fn pop(&mut self, t: &Table, now_ms: u64, sweep: bool) -> Option<i32> {
-        if sweep {
-            self.advance(t, now_ms);
-        }
-        let r = self.ready();
-        loop {
-            let head = self.heads[r];
-            if head == NONE {
+        while let Some((s, m)) = self.first_slot() {
+            if m > now_ms {
                 break;
             }
-            self.remove(t, head);
-            let due = Self::node(t, head).due_ms.load(Relaxed);
+            let mut b = self.lists[s].head;
+            while b != NIL {
+                let blk = self.blocks[b as usize];
+                for &fd in &blk.fds[blk.start as usize..blk.used as usize] {
+                    Self::node(t, fd).list.store(r as u32 + 1, Relaxed);
+                }
+                b = blk.next;
+            }
+            let List { head, tail } = self.lists[s];
+            let rt = self.lists[r].tail;
+            if rt == NIL {
+                self.lists[r].head = head;
+            } else {
+                self.blocks[rt as usize].next = head;
+                self.blocks[head as usize].prev = rt;
+            }
+            self.lists[r].tail = tail;
+            self.lists[s] = EMPTY_LIST;
+            self.bits.clear(s);
+        }
+        self.cursor = now_ms + 1;
+        self.due_to = self.due_to.max(now_ms);
+    }
+
+    /// The first non-empty slot at or after the cursor, and its millisecond.
+    fn first_slot(&self) -> Option<(usize, u64)> {
+        let from = (self.cursor & (self.len - 1)) as usize;
+        let s = self.bits.next_set(from).or_else(|| self.bits.next_set(0))?;
+        let d = if s >= from {
+            s - from
+        } else {
+            s + self.len as usize - from
+        };
+        Some((s, self.cursor + d as u64))
+    }
+
+    /// Everything due by `now_ms` becomes due (handed out by `pop`).
+    pub(crate) fn sweep(&mut self, now_ms: u64) {
+        self.due_to = self.due_to.max(now_ms);
+    }
+
+    /// Prefetches the entries of the next `n` fds `pop` would hand out:
+    /// the blocks are read in order, the entries' misses overlap.
+    pub(crate) fn prefetch_due(&self, t: &Table, n: usize) {
+        let mut left = n;
+        let visit = |mut b: u32, left: &mut usize| {
+            while b != NIL && *left > 0 {
+                let blk = &self.blocks[b as usize];
+                for &fd in &blk.fds[blk.start as usize..blk.used as usize] {
+                    t.prefetch(fd);
+                }
+                *left = left.saturating_sub((blk.used - blk.start) as usize);
+                b = blk.next;
+            }
+        };
+        visit(self.lists[self.ready()].head, &mut left);
+        let mut from = (self.cursor & (self.len - 1)) as usize;
+        let mut ms = self.cursor;
+        while left > 0 && ms <= self.due_to {
+            let Some(s) = self.bits.next_set(from) else {
+                break; // (a wrap-around is rare: left for the next batch)
+            };
+            ms += (s - from) as u64;
+            if ms > self.due_to {
+                break;
+            }
+            visit(self.lists[s].head, &mut left);
+            from = s + 1;
+            ms += 1;
+        }
+    }
+
+    /// Unlinks and returns one fd due at or before `now_ms`, or None: the
+    /// ready list's first, else the first of the earliest slot due (by the
+    /// last sweep, or by `now_ms` with `sweep`), else a due one of the far
+    /// heap.
+    pub(crate) fn pop(&mut self, t: &Table, now_ms: u64, sweep: bool) -> Option<i32> {
+        if sweep {
+            self.sweep(now_ms);
+        }
+        let r = self.ready();
+        while self.lists[r].head != NIL {
+            let fd = self.pop_front(t, r);
+            let due = Self::node(t, fd).due_ms.load(Relaxed);
             if due <= now_ms {
-                return Some(head);
+                return Some(fd);
             }
             // Only after the heap could not take an entry (insert's last
             // resort): not due yet, back in the wheel (in a slot: due >
-            // now_ms >= cursor - 1, so not in the ready list again).
-            self.insert(t, head, due, now_ms);
+            // now_ms >= cursor - 1).
+            self.insert(t, fd, due, now_ms);
+        }
+        loop {
+            match self.first_slot() {
+                Some((s, m)) if m <= self.due_to => {
+                    self.cursor = m; // every slot before it is empty
+                    let fd = self.pop_front(t, s);
+                    let due = Self::node(t, fd).due_ms.load(Relaxed);
+                    if due <= now_ms.max(m) {
+                        return Some(fd);
+                    }
+                    // Insert's last resort again (a later turn): back.
+                    self.insert(t, fd, due, now_ms);
+                }
+                Some((_, m)) => {
+                    self.cursor = self.cursor.max(m.min(self.due_to + 1));
+                    break;
+                }
+                None => {
+                    self.cursor = self.cursor.max(self.due_to + 1);
+                    break;
+                }
+            }
         }
         if let Some(&fd) = self.far.first() {
             if Self::node(t, fd).due_ms.load(Relaxed) <= now_ms {
@@ -357,15 +519,10 @@ impl Wheel {
         if self.count == 0 {
             return None;
         }
-        if self.heads[self.ready()] != NONE {
+        if self.lists[self.ready()].head != NIL {
             return Some(now_ms);
         }
-        let from = (self.cursor & (self.len - 1)) as usize;
-        let slot = match self.bits.next_set(from) {
-            Some(s) => Some(s - from),
-            None => self.bits.next_set(0).map(|s| s + self.len as usize - from),
-        }
-        .map(|d| self.cursor + d as u64);
+        let slot = self.first_slot().map(|(_, m)| m);
         let far = self
             .far
             .first()
@@ -376,7 +533,13 @@ impl Wheel {
         }
     }
 
-    // --- the far heap -------------------------------------------------------
+    /// Blocks in the pool (for the tests of the reservation).
+    #[cfg(test)]
+    fn pool(&self) -> (usize, usize) {
+        (self.blocks.len(), self.blocks.capacity())
+    }
+
+// --- the far heap -------------------------------------------------------
 
     fn far_due(&self, t: &Table, i: usize) -> u64 {
         Self::node(t, self.far[i]).due_ms.load(Relaxed)
@@ -384,14 +547,12 @@ impl Wheel {
 
     fn far_place(&mut self, t: &Table, i: usize, fd: i32) {
         self.far[i] = fd;
-        Self::node(t, fd).prev.store(i as i32, Relaxed);
+        Self::node(t, fd).pos.store(i as u32, Relaxed);
     }
 
     /// Pushes `fd` (capacity reserved by the caller: no allocation).
     fn far_push(&mut self, t: &Table, fd: i32) {
-        let n = Self::node(t, fd);
-        n.list.store(HEAP, Relaxed);
-        n.next.store(NONE, Relaxed);
+        Self::node(t, fd).list.store(HEAP, Relaxed);
         debug_assert!(self.far.len() < self.far.capacity());
         self.far.push(fd);
         self.count += 1;
@@ -408,7 +569,7 @@ impl Wheel {
         }
         self.far_place(t, i, last);
         self.sift_up(t, i);
-        let i = Self::node(t, last).prev.load(Relaxed) as usize;
+        let i = Self::node(t, last).pos.load(Relaxed) as usize;
         self.sift_down(t, i);
     }
 
@@ -458,6 +619,13 @@ mod tests {
         t
     }
 
+    /// A wheel with room for 1000 fds.
+    fn wheel(span: u64, now: u64) -> Result<Wheel> {
+        let mut w = Wheel::new(span, now)?;
+        w.reserve(1000, false)?;
+        Ok(w)
+    }
+
     fn drain(w: &mut Wheel, t: &Table, now: u64) -> Vec<i32> {
         let mut got = vec![];
         while let Some(fd) = w.pop(t, now, true) {
@@ -495,7 +663,7 @@ mod tests {
     #[test]
     fn pops_in_time_order_by_millisecond() {
         let t = table(10);
-        let mut w = Wheel::new(100, 1000).unwrap();
+        let mut w = wheel(100, 1000).unwrap();
         assert_eq!(w.slots(), 128);
         w.insert(&t, 3, 1005, 1000);
         w.insert(&t, 4, 1002, 1000);
@@ -518,7 +686,7 @@ mod tests {
     #[test]
     fn remove_from_any_position_and_past_times() {
         let t = table(10);
-        let mut w = Wheel::new(64, 0).unwrap();
+        let mut w = wheel(64, 0).unwrap();
         for fd in 0..5 {
             w.insert(&t, fd, 10, 0);
         }
@@ -527,7 +695,9 @@ mod tests {
         w.remove(&t, 0); // the head
         w.remove(&t, 0); // not linked: no-op
         w.remove(&t, 9); // never linked
-        assert_eq!(drain(&mut w, &t, 10), vec![1, 3]);
+        let mut got = drain(&mut w, &t, 10);
+        got.sort(); // removal moves the list's last fd into the hole
+        assert_eq!(got, vec![1, 3]);
         // Already swept: ready at once.
         w.insert(&t, 7, 5, 11);
         assert_eq!(w.next_due(&t, 11), Some(11));
@@ -545,7 +715,7 @@ mod tests {
     #[test]
     fn long_stall_finds_everything_due_in_order() {
         let t = table(100);
-        let mut w = Wheel::new(64, 0).unwrap();
+        let mut w = wheel(64, 0).unwrap();
         for fd in (0..50).rev() {
             w.insert(&t, fd, fd as u64, 0); // 0..49: within the turn
         }
@@ -553,7 +723,7 @@ mod tests {
         // Inserted while the cursor is far behind the clock: the cursor
         // catches up, so the entry fits in the turn and the due time is
         // exact.
-        let mut w = Wheel::new(64, 0).unwrap();
+        let mut w = wheel(64, 0).unwrap();
         w.insert(&t, 1, 10, 0);
         w.insert(&t, 2, 1030, 1000);
         assert_eq!(w.next_due(&t, 1000), Some(1000)); // fd 1 is ready
@@ -564,7 +734,7 @@ mod tests {
     #[test]
     fn without_sweep_only_the_ready_list_is_handed_out() {
         let t = table(10);
-        let mut w = Wheel::new(64, 0).unwrap();
+        let mut w = wheel(64, 0).unwrap();
         w.insert(&t, 1, 5, 0);
         w.insert(&t, 2, 6, 0);
         assert_eq!(w.pop(&t, 5, true), Some(1));
@@ -578,8 +748,8 @@ mod tests {
         // Entries at every distance the wheel covers, and beyond it (the
         // far heap): the next due time is always the true minimum.
         let t = table(200);
-        let mut w = Wheel::new(1 << 16, 0).unwrap();
-        w.reserve_far(200).unwrap();
+        let mut w = wheel(1 << 16, 0).unwrap();
+        w.reserve(200, true).unwrap();
         let mut dues: Vec<u64> = (0..200u64)
             .map(|i| 1 + i.wrapping_mul(0x9E37_79B9) % 3_000_000)
             .collect();
@@ -602,8 +772,8 @@ mod tests {
         assert_eq!(order.len(), 200);
         assert!(order.windows(2).all(|p| p[0] <= p[1]), "in due order");
         // Removal from the heap keeps it a heap.
-        let mut w = Wheel::new(1 << 16, 0).unwrap();
-        w.reserve_far(50).unwrap();
+        let mut w = wheel(1 << 16, 0).unwrap();
+        w.reserve(50, true).unwrap();
         for fd in 0..50 {
             w.insert(&t, fd, 100_000 + (fd as u64 * 7919) % 1000, 0);
         }
@@ -625,7 +795,7 @@ mod tests {
     #[test]
     fn without_heap_room_a_far_entry_is_never_late() {
         let t = table(4);
-        let mut w = Wheel::new(64, 0).unwrap();
+        let mut w = wheel(64, 0).unwrap();
         w.insert(&t, 1, 1000, 0); // beyond the turn, no heap reserved
         let mut now = 0;
         let mut popped = None;
@@ -634,5 +804,59 @@ mod tests {
             now += 1;
         }
         assert_eq!(popped, Some((1, 1000)));
+    }
+
+    #[test]
+    fn inserting_never_grows_the_reserved_pool() {
+        // Random inserts, removals, sweeps and pops of 300 fds (many per
+        // slot, alone in slots, stalls longer than the wheel): the pool
+        // reserved for 300 fds is never outgrown (no allocation while
+        // scheduling), and every fd is found where its node says.
+        let n = 300;
+        let t = table(n);
+        for seed in 1..30u64 {
+            let mut w = Wheel::new(64, 0).unwrap();
+            w.reserve(n as usize, false).unwrap();
+            let cap = w.pool().1;
+            let mut rng = seed;
+            let mut next = || {
+                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng >> 33
+            };
+            let mut now = 0u64;
+            let mut inside = vec![false; n as usize];
+            for _ in 0..5000 {
+                let fd = (next() % n as u64) as i32;
+                match next() % 5 {
+                    0 | 1 if !inside[fd as usize] => {
+                        let due = now + next() % 70;
+                        w.insert(&t, fd, due, now);
+                        inside[fd as usize] = true;
+                    }
+                    2 if inside[fd as usize] => {
+                        w.remove(&t, fd);
+                        inside[fd as usize] = false;
+                    }
+                    3 => {
+                        now += if next() % 20 == 0 { 500 } else { next() % 3 };
+                        while let Some(fd) = w.pop(&t, now, next() % 2 == 0) {
+                            assert!(inside[fd as usize]);
+                            inside[fd as usize] = false;
+                        }
+                    }
+                    _ => {}
+                }
+                let (len, c) = w.pool();
+                assert!(len <= cap && c == cap, "pool grew: {len} of {cap}, capacity {c}");
+                assert_eq!(w.len(), inside.iter().filter(|&&x| x).count());
+            }
+            // Everything left comes out, each fd once.
+            now += 1000;
+            while let Some(fd) = w.pop(&t, now, true) {
+                assert!(inside[fd as usize]);
+                inside[fd as usize] = false;
+            }
+            assert!(inside.iter().all(|&x| !x));
+        }
     }
 }
