@@ -67,7 +67,7 @@ cgroup_install() {
     [ -x "$p/bin/heartbeat-cgroup" ] &&
         [ "$("$p/bin/heartbeat-cgroup" --version)" = "$(build/bin/heartbeat-cgroup --version)" ] ||
         { echo "no $p/bin/heartbeat-cgroup"; rc=1; }
-    ! readelf -S "$p/bin/heartbeat-cgroup" | grep -q '\.debug_' || { echo "installed unstripped"; rc=1; }
+    ! readelf -S "$p/bin/heartbeat-cgroup" | grep -q '\.debug_info' || { echo "installed unstripped"; rc=1; }
     [ -f "$p/share/man/man8/heartbeat-cgroup.8" ] || { echo "no man page in $p/share/man/man8"; rc=1; }
     make -s install PREFIX=/opt/hb MANDIR=/opt/man DESTDIR="$tmp/stage2" >/dev/null || rc=1
     [ -f "$tmp/stage2/opt/man/man8/heartbeat-cgroup.8" ] || { echo "MANDIR= not honoured"; rc=1; }
