@@ -106,6 +106,12 @@ SUITES=(c-tests/core/suite.sh)
 for suite in c-tests/*/suite.sh; do
     [ "$suite" = c-tests/core/suite.sh ] || SUITES+=("$suite")
 done
+# HEARTBEAT_SUITES="monitor preload": only those subjects (while working
+# on one; `make test` without it runs everything).
+if [ -n "${HEARTBEAT_SUITES:-}" ]; then
+    SUITES=()
+    for s in $HEARTBEAT_SUITES; do SUITES+=("c-tests/$s/suite.sh"); done
+fi
 if [ "${1:-}" = --deep-only ]; then
     SUITES=()
     HEARTBEAT_DEEP=1
