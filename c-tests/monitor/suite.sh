@@ -121,6 +121,8 @@ run_check monitor-epoll-hung-server monitor_epoll_hung_server
 # inside the loop (on its thread), within its window (monitor_uv.c checks).
 if [ -x "$BT/monitor_uv" ]; then
     run_check monitor-uv-silent-peer "$BT/monitor_uv" 1000
+elif [ "${HEARTBEAT_REQUIRE_OPTIONAL:-0}" = 1 ]; then
+    run_check monitor-uv-silent-peer sh -c 'echo "libuv example not built, but CI installs libuv1-dev"; exit 1'
 else
     printf 'SKIP - monitor-uv-silent-peer: libuv not found by pkg-config when building (Debian: libuv1-dev)\n' \
         >"$LOG/monitor-uv.log"

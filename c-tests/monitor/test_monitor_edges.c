@@ -198,11 +198,18 @@ cleanup:
 
 static atomic_int fp_pings, fp_deaths;
 
+/* Set once the test has stopped calling watch(): the callback must not free
+ * the monitor while the test still uses it (with an interval of 5 ms the
+ * first ping can come before the last watch()). */
+static atomic_int fp_watching_done;
+
 static int free_then_fail_ping(struct heartbeat_monitor *m, int fd, void *user)
 {
     (void)fd, (void)user;
-    if (atomic_fetch_add(&fp_pings, 1) == 0)
+    if (atomic_fetch_add(&fp_pings, 1) == 0) {
+        wait_flag(&fp_watching_done, 5000);
         mon_free(m);
+    }
     return EPIPE;
 }
 
@@ -217,11 +224,13 @@ static int test_free_in_ping_cb(void)
     int rc = 1;
     atomic_store(&fp_pings, 0);
     atomic_store(&fp_deaths, 0);
+    atomic_store(&fp_watching_done, 0);
     struct heartbeat_monitor *m = new_monitor(5, 1000, NULL, free_then_fail_ping, count_dead, NULL);
     CHECK(m);
     for (int fd = 100; fd < 110; fd++)
         CHECK_EQ(heartbeat_monitor_watch(m, fd), HEARTBEAT_OK);
     m = NULL; /* the ping callback frees it */
+    atomic_store(&fp_watching_done, 1);
     long long end = now_ns() + 3000000000LL;
     while (atomic_load(&fp_pings) == 0 && now_ns() < end)
         sleep_ms(1);

@@ -171,7 +171,7 @@ pub struct heartbeat_monitor_stats {
     /// Largest lateness of a ping behind its due time, microseconds.
     pub ping_late_max_us: c_ulong,
     /// Histogram of ping lateness behind the due time. Bucket i counts pings
-    /// less than B[i] microseconds late (and at least B[i-1]), with B = 1, 2,
+    /// less than B(i) microseconds late (and at least B(i-1)), with B = 1, 2,
     /// 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000,
     /// 100000, 200000, 500000, 1000000; the last bucket counts the rest.
     pub ping_late: [c_ulong; HEARTBEAT_LATE_BUCKETS],

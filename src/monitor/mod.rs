@@ -1,6 +1,6 @@
 //! Application-level heartbeats: a monitor pings any number of connections
 //! and declares a peer dead when it stops answering (the death rule is in
-//! [`sched`]'s documentation).
+//! `sched`'s documentation).
 //!
 //! The application calls [`Core::alive`] whenever it hears from a peer (the
 //! pong, or any data); that is one atomic load, one clock read and one
@@ -18,13 +18,13 @@
 //!   [`Core::timeout_ms`], and calls [`Core::process`], which handles what
 //!   is due on the caller's thread.
 //!
-//! Both are drivers of the same code ([`Core::drive`]): it takes every event
+//! Both are drivers of the same code (`Core::drive`): it takes every event
 //! that is due, in batches, under one lock acquisition per batch (not one
 //! per event), runs the pings and callbacks of the batch without the lock,
 //! and records what they did at the next acquisition.
 //!
-//! The parts: [`sched`] (what is due when: pure, on an injected clock),
-//! [`wheel`] and [`table`] (its data), [`os`] (clock, send, mutex, thread,
+//! The parts: `sched` (what is due when: pure, on an injected clock),
+//! `wheel` and `table` (its data), `os` (clock, send, mutex, thread,
 //! timer fd), and here the drivers and the calls of the API.
 //!
 //! Guarantees, in both modes (each tested, see c-tests/monitor/ and the
@@ -91,6 +91,9 @@ pub(crate) const THREAD_NAME: &str = "heartbeat-mon\0";
 /// allocated once, at creation).
 pub(crate) const BATCH: usize = 256;
 
+/// Pings run between two clock reads in a batch (see `Core::run_batch`).
+const CLOCK_GROUP: usize = 16;
+
 /// What the monitor sends as a ping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ping {
@@ -122,7 +125,7 @@ pub struct Options {
     /// Ping period, milliseconds (> 0; required even without pings).
     pub interval_ms: u32,
     /// A peer not heard from for this long is dead, milliseconds
-    /// (> interval_ms; see [`sched`] for the exact rule with pings).
+    /// (> interval_ms; see `sched` for the exact rule with pings).
     pub timeout_ms: u32,
     /// What to send every `interval_ms`.
     pub ping: Ping,
@@ -218,6 +221,10 @@ struct Event {
 }
 
 impl Event {
+    fn is_ping(&self) -> bool {
+        matches!(self.what, What::Ping { .. })
+    }
+
     fn new(fd: RawFd, what: What) -> Event {
         Event {
             fd,
@@ -250,7 +257,7 @@ struct Inner {
 ///
 /// Its memory is reference-counted: the owner ([`Monitor`]), the monitor
 /// thread, and every call in progress that takes the lock or waits (`watch`,
-/// `unwatch`, `stats`, `process` through the C API: see [`CoreRef`]) hold
+/// `unwatch`, `stats`, `process` through the C API: see `CoreRef`) hold
 /// one reference each; the last one out releases it. So a call that is in
 /// progress when the owner frees the monitor (for instance `unwatch`
 /// waiting for the dead callback that calls `free`) never touches freed
@@ -431,7 +438,7 @@ impl Monitor {
     ///
     /// Errors: [`Error::Interval`] (interval 0), [`Error::Timeout`] (timeout
     /// not longer than the interval), [`Error::Ping`] (ping bytes empty or
-    /// longer than [`PING_MAX`]), [`Error::NoMem`], [`Error::Thread`],
+    /// longer than `PING_MAX`), `Error::NoMem`, `Error::Thread`,
     /// [`Error::Fd`].
     pub fn new<H: Handler>(options: Options, handler: H) -> Result<Monitor> {
         check_timing(options.interval_ms, options.timeout_ms)?;
@@ -546,7 +553,7 @@ impl Drop for Monitor {
     /// monitor's own callbacks, it cannot wait for itself: the driver then
     /// stops as soon as that callback returns. Called from a callback of
     /// another monitor whose running callback is waiting for the caller's
-    /// (see [`waits`]), it does not wait either, as that would deadlock.
+    /// (see `waits`), it does not wait either, as that would deadlock.
     ///
     /// In a child process made by fork() (the monitor's thread does not
     /// exist there, and its mutex may have been copied locked), it does
@@ -792,8 +799,18 @@ impl Core {
     /// so is everything once the monitor is being freed.
     fn run_batch(&self, batch: &mut [Event], h: &mut dyn Handler) -> usize {
         let mut n = 0;
+        // The clock is read once per group of up to CLOCK_GROUP pings (a
+        // clock read costs about as much as the rest of a quick callback's
+        // bookkeeping): every ping of a group gets the read before the
+        // group as its start and the read after it as its end. Both bounds
+        // are conservative for the death rule (a start never later, an end
+        // never earlier than the truth: no false death); a death comes
+        // later by at most the duration of the other pings of its group.
         let mut t = os::now_ns();
-        for e in batch.iter_mut() {
+        let mut group = 0; // index of the group's first ping
+        let mut in_group = 0;
+        for i in 0..batch.len() {
+            let e = &mut batch[i];
             let Some(slot) = self.table.slot(e.fd) else {
                 continue; // cannot happen: taken fds have a chunk
             };
@@ -816,24 +833,28 @@ impl Core {
                                 }
                                 PingMode::None => Sent::WouldBlock,
                             };
-                            // One clock read per event: this one's end is the
-                            // next one's start.
                             e.start = t;
-                            t = os::now_ns();
-                            e.end = t;
                             e.ran = true;
+                            if in_group == 0 {
+                                group = i;
+                            }
+                            in_group += 1;
                             n += 1;
                         }
                     }
                     What::Dead(why) => {
                         if slot.start_death() {
                             let _ = catch_unwind(AssertUnwindSafe(|| h.dead(self, e.fd, why)));
-                            t = os::now_ns();
                             e.ran = true;
                             n += 1;
+                            // The group's pings end here at the latest.
+                            t = Self::end_group(batch, group, i, &mut in_group);
                         }
                     }
                 }
+            }
+            if batch[i].is_ping() && in_group >= CLOCK_GROUP {
+                t = Self::end_group(batch, group, i + 1, &mut in_group);
             }
             if slot.end_busy() {
                 let g = self.lock();
@@ -841,7 +862,26 @@ impl Core {
                 drop(g);
             }
         }
+        if in_group > 0 {
+            Self::end_group(batch, group, batch.len(), &mut in_group);
+        }
         n
+    }
+
+    /// Reads the clock and makes it the end of every ping that ran in
+    /// `batch[from..to]` (the open group); returns the reading, the start
+    /// of the next group.
+    fn end_group(batch: &mut [Event], from: usize, to: usize, in_group: &mut usize) -> u64 {
+        let t = os::now_ns();
+        if *in_group > 0 {
+            for e in &mut batch[from..to] {
+                if e.ran && e.is_ping() {
+                    e.end = t;
+                }
+            }
+            *in_group = 0;
+        }
+        t
     }
 
     /// The driver will look at `at` (ns) or earlier: wake the thread, or
@@ -918,7 +958,7 @@ impl Core {
     /// `fd` is negative; [`Error::Deadlock`] (without waiting: the watch, if
     /// any, is stopped, but the running callback may still use the fd) if
     /// called from a callback of another monitor whose running callback is
-    /// itself waiting for the caller's (see [`waits`]).
+    /// itself waiting for the caller's (see `waits`).
     pub fn unwatch(&self, fd: RawFd) -> Result<()> {
         if fd < 0 {
             return Err(Error::Invalid);
@@ -1633,5 +1673,4 @@ mod tests {
             }
         }
     }
-
 }

@@ -1059,7 +1059,11 @@ mod tests {
             if step == 1000 {
                 events = 0;
             }
-            let started = if step == 1000 { Some(std::time::Instant::now()) } else { None };
+            let started = if step == 1000 {
+                Some(std::time::Instant::now())
+            } else {
+                None
+            };
             let _ = started;
             s.prepare(&t, now, 256);
             loop {
@@ -1079,7 +1083,13 @@ mod tests {
                     break;
                 }
                 for d in &batch {
-                    if let Due::Ping { fd, generation, offset, .. } = *d {
+                    if let Due::Ping {
+                        fd,
+                        generation,
+                        offset,
+                        ..
+                    } = *d
+                    {
                         t.slot(fd).unwrap().end_busy();
                         s.ping_done(&t, fd, generation, offset, Sent::Bytes(0), now, now);
                         events += 1;
@@ -1089,7 +1099,9 @@ mod tests {
             now += MS;
         }
         let el = t0.elapsed();
-        println!("{events} events after warm-up; {:.1} ns per event overall", el.as_nanos() as f64 / (events as f64 * 5.0 / 4.0));
+        println!(
+            "{events} events after warm-up; {:.1} ns per event overall",
+            el.as_nanos() as f64 / (events as f64 * 5.0 / 4.0)
+        );
     }
-
 }

@@ -392,7 +392,6 @@ impl Table {
         self.entry(fd).map(|e| &e.slot)
     }
 
-
     /// Asks the CPU to bring `fd`'s entry into the cache (no effect on
     /// what the program computes; a no-op where there is no such hint).
     #[inline]

@@ -539,7 +539,7 @@ impl Wheel {
         (self.blocks.len(), self.blocks.capacity())
     }
 
-// --- the far heap -------------------------------------------------------
+    // --- the far heap -------------------------------------------------------
 
     fn far_due(&self, t: &Table, i: usize) -> u64 {
         Self::node(t, self.far[i]).due_ms.load(Relaxed)
@@ -820,7 +820,9 @@ mod tests {
             let cap = w.pool().1;
             let mut rng = seed;
             let mut next = || {
-                rng = rng.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                rng = rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 rng >> 33
             };
             let mut now = 0u64;
@@ -847,7 +849,10 @@ mod tests {
                     _ => {}
                 }
                 let (len, c) = w.pool();
-                assert!(len <= cap && c == cap, "pool grew: {len} of {cap}, capacity {c}");
+                assert!(
+                    len <= cap && c == cap,
+                    "pool grew: {len} of {cap}, capacity {c}"
+                );
                 assert_eq!(w.len(), inside.iter().filter(|&&x| x).count());
             }
             // Everything left comes out, each fd once.
