@@ -110,7 +110,9 @@ done
 # on one; `make test` without it runs everything).
 if [ -n "${HEARTBEAT_SUITES:-}" ]; then
     SUITES=()
-    for s in $HEARTBEAT_SUITES; do SUITES+=("c-tests/$s/suite.sh"); done
+    for s in $HEARTBEAT_SUITES; do
+        [ -f "c-tests/$s/suite.sh" ] && SUITES+=("c-tests/$s/suite.sh")
+    done
 fi
 if [ "${1:-}" = --deep-only ]; then
     SUITES=()
@@ -118,6 +120,9 @@ if [ "${1:-}" = --deep-only ]; then
 fi
 if [ "${HEARTBEAT_DEEP:-0}" = 1 ]; then
     for suite in c-tests/*/deep.sh; do
+        if [ -n "${HEARTBEAT_SUITES:-}" ]; then
+            case " $HEARTBEAT_SUITES " in *" $(basename "$(dirname "$suite")") "*) ;; *) continue ;; esac
+        fi
         [ -f "$suite" ] && SUITES+=("$suite")
     done
 fi
