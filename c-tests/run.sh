@@ -106,12 +106,23 @@ SUITES=(c-tests/core/suite.sh)
 for suite in c-tests/*/suite.sh; do
     [ "$suite" = c-tests/core/suite.sh ] || SUITES+=("$suite")
 done
+# HEARTBEAT_SUITES="monitor preload": only those subjects (while working
+# on one; `make test` without it runs everything).
+if [ -n "${HEARTBEAT_SUITES:-}" ]; then
+    SUITES=()
+    for s in $HEARTBEAT_SUITES; do
+        [ -f "c-tests/$s/suite.sh" ] && SUITES+=("c-tests/$s/suite.sh")
+    done
+fi
 if [ "${1:-}" = --deep-only ]; then
     SUITES=()
     HEARTBEAT_DEEP=1
 fi
 if [ "${HEARTBEAT_DEEP:-0}" = 1 ]; then
     for suite in c-tests/*/deep.sh; do
+        if [ -n "${HEARTBEAT_SUITES:-}" ]; then
+            case " $HEARTBEAT_SUITES " in *" $(basename "$(dirname "$suite")") "*) ;; *) continue ;; esac
+        fi
         [ -f "$suite" ] && SUITES+=("$suite")
     done
 fi

@@ -76,6 +76,14 @@ pub enum Error {
     /// is waiting for it (errno EDEADLK).
     #[error("{}", msg(MSG_DEADLOCK))]
     Deadlock,
+    /// A monitor call that does not fit the monitor's mode: process(),
+    /// fd() or timeout_ms() on a monitor with a thread (errno EINVAL).
+    #[error("{}", msg(MSG_MODE))]
+    Mode,
+    /// The thread-free monitor's timer fd could not be created (errno of
+    /// timerfd_create).
+    #[error("{}", msg(MSG_FD))]
+    Fd(Errno),
 }
 
 /// The result type of the safe core.
@@ -110,6 +118,9 @@ pub(crate) const MSG_THREAD: &str = "the monitor thread could not be started\0";
 pub(crate) const MSG_ROLLBACK: &str = "an option was refused and the socket could not be put back exactly: each option has its old or its new value (read them with heartbeat_get)\0";
 pub(crate) const MSG_WITHIN: &str = "heartbeat_within: ms is out of range (HEARTBEAT_WITHIN_MIN_MS..HEARTBEAT_WITHIN_MAX_MS); nothing was changed\0";
 pub(crate) const MSG_DEADLOCK: &str = "unwatch from a callback: the fd's callback on the other monitor is waiting for this callback, so waiting for it would deadlock (not waited for)\0";
+pub(crate) const MSG_MODE: &str = "the call does not fit the monitor's mode: process(), fd() and timeout_ms() need a monitor made by heartbeat_monitor_new_loop()\0";
+pub(crate) const MSG_FD: &str =
+    "the thread-free monitor's timer fd could not be created (timerfd_create failed)\0";
 pub(crate) const MSG_UNKNOWN: &str = "unknown libheartbeat error code\0";
 
 /// The text of a message without its terminating NUL.
@@ -134,7 +145,8 @@ impl Error {
             | Error::UserTimeout(e)
             | Error::TcpInfo(e)
             | Error::Thread(e)
-            | Error::Rollback(e) => e,
+            | Error::Rollback(e)
+            | Error::Fd(e) => e,
             Error::Invalid => libc::EINVAL,
             Error::Internal => libc::EIO,
             Error::AlreadyWatched => libc::EEXIST,
@@ -142,7 +154,7 @@ impl Error {
             Error::NoMem => libc::ENOMEM,
             Error::Deadlock => libc::EDEADLK,
             Error::Interval | Error::Timeout | Error::DeadCallback | Error::Ping => libc::EINVAL,
-            Error::Within => libc::EINVAL,
+            Error::Within | Error::Mode => libc::EINVAL,
         }
     }
 }
@@ -172,6 +184,8 @@ mod tests {
             MSG_INTERNAL,
             MSG_ROLLBACK,
             MSG_WITHIN,
+            MSG_MODE,
+            MSG_FD,
             MSG_UNKNOWN,
         ] {
             assert!(m.ends_with('\0'), "{m:?}");

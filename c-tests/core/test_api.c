@@ -38,7 +38,8 @@ static int test_strerror_every_code(void)
                          HEARTBEAT_ERR_ALREADY_WATCHED, HEARTBEAT_ERR_NOT_WATCHED, HEARTBEAT_ERR_NOMEM,
                          HEARTBEAT_ERR_INTERVAL, HEARTBEAT_ERR_TIMEOUT, HEARTBEAT_ERR_DEAD_CALLBACK,
                          HEARTBEAT_ERR_PING, HEARTBEAT_ERR_THREAD, HEARTBEAT_ERR_ROLLBACK,
-                         HEARTBEAT_ERR_WITHIN, HEARTBEAT_ERR_DEADLOCK};
+                         HEARTBEAT_ERR_WITHIN, HEARTBEAT_ERR_MODE, HEARTBEAT_ERR_DEADLOCK,
+                         HEARTBEAT_ERR_FD};
     const size_t n = sizeof codes / sizeof codes[0];
     const char *unknown = heartbeat_strerror(INT_MIN);
     CHECK(unknown != NULL && unknown[0] != '\0');
@@ -52,6 +53,9 @@ static int test_strerror_every_code(void)
     /* The reserved values. */
     CHECK_EQ(HEARTBEAT_ERR_ROLLBACK, -17);
     CHECK_EQ(HEARTBEAT_ERR_WITHIN, -18);
+    CHECK_EQ(HEARTBEAT_ERR_MODE, -19);
+    CHECK_EQ(HEARTBEAT_ERR_DEADLOCK, -20);
+    CHECK_EQ(HEARTBEAT_ERR_FD, -21);
     for (size_t i = 0; i < n; i++) {
         const char *m = heartbeat_strerror(codes[i]);
         CHECK(m != NULL && strlen(m) > 5);

@@ -51,7 +51,7 @@ monitor_san_build() {
     # nightly toolchain, linked whole into the program.
     local t rt
     rt="$(rustc +nightly --print sysroot)/lib/rustlib/$MON_TRIPLE/lib/librustc-nightly_rt.tsan.a"
-    for t in test_monitor test_monitor_edges; do
+    for t in test_monitor test_monitor_edges test_monitor_loop; do
         ${CC:-cc} -O1 -g -fsanitize="$san" -fno-omit-frame-pointer -std=c11 -D_GNU_SOURCE \
             -Iinclude -Ic-tests/lib -pthread -c -o "$dir/$t.o" "c-tests/monitor/$t.c" || return 1
         if [ "$san" = thread ]; then
@@ -81,6 +81,13 @@ else
             HB_TEST_ONLY=test_unwatch_waiter_resumes_after_free timeout 300 build/asan/test_monitor_edges
         run_tap monitor-asan-callback-stack env HB_TEST_ONLY=test_callback_stack \
             timeout 300 build/asan/test_monitor_edges
+        # The thread-free mode (issue 10): its own tests, and the guarantee
+        # tests driven by a poll() loop.
+        run_tap monitor-asan-test_monitor_loop env HB_TEST_SLOW=1 timeout 900 build/asan/test_monitor_loop
+        run_tap monitor-asan-loop-mode-test_monitor env HB_MONITOR_MODE=loop HB_TEST_SLOW=1 \
+            timeout 900 build/asan/test_monitor
+        run_tap monitor-asan-loop-mode-test_monitor_edges env HB_MONITOR_MODE=loop HB_TEST_SLOW=1 \
+            timeout 900 build/asan/test_monitor_edges
         unset ASAN_OPTIONS
     fi
 
@@ -98,6 +105,10 @@ else
             run_tap monitor-tsan-test_monitor env HB_TEST_SLOW=1 timeout 1200 build/tsan/test_monitor
             run_tap monitor-tsan-test_monitor_edges env HB_TEST_SLOW=1 timeout 1200 \
                 build/tsan/test_monitor_edges
+            run_tap monitor-tsan-test_monitor_loop env HB_TEST_SLOW=1 timeout 1200 \
+                build/tsan/test_monitor_loop
+            run_tap monitor-tsan-loop-mode-test_monitor_edges env HB_MONITOR_MODE=loop HB_TEST_SLOW=1 \
+                timeout 1200 build/tsan/test_monitor_edges
             unset TSAN_OPTIONS
         fi
     else

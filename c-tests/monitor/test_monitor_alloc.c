@@ -5,7 +5,9 @@
  *
  *   new:   heartbeat_monitor_new() (with ping bytes: every allocation it
  *          can make) returns NULL with HEARTBEAT_ERR_NOMEM and errno ENOMEM,
- *          and nothing it allocated is left (failalloc_live()).
+ *          and nothing it allocated is left (failalloc_live()); the same
+ *          for heartbeat_monitor_new_loop() (the thread-free monitor), which
+ *          also leaves no fd open (its timer fd is closed).
  *   watch: heartbeat_monitor_watch() of the first fd of a new table chunk
  *          returns HEARTBEAT_ERR_NOMEM, changes nothing (the fd is not
  *          watched, nothing is left allocated), and a later watch works.
@@ -31,6 +33,8 @@ static void dead(struct heartbeat_monitor *m, int fd, int reason, int err, void 
 
 /* With ping bytes (the most allocations), or none (a silence detector,
  * that never sends anything to the fd numbers the watch sweep uses). */
+static int loop; /* make() creates thread-free monitors */
+
 static struct heartbeat_monitor *make(int *code, int bytes)
 {
     struct heartbeat_monitor_options o;
@@ -42,7 +46,17 @@ static struct heartbeat_monitor *make(int *code, int bytes)
         o.ping_len = 5;
     }
     o.dead_cb = dead;
-    return heartbeat_monitor_new(&o, code);
+    return loop ? heartbeat_monitor_new_loop(&o, code) : heartbeat_monitor_new(&o, code);
+}
+
+/* The lowest fd number free now: the same before and after a run means no
+ * fd was left open. */
+static int lowest_free_fd(void)
+{
+    int fd = dup(0);
+    if (fd >= 0)
+        close(fd);
+    return fd;
 }
 
 /* Child exit codes. */
@@ -51,6 +65,7 @@ enum { DONE_FAILED = 0, DONE_NO_FAILURE = 1, LEAK = 2, WRONG = 3, IGNORED = 4, S
 static int new_run(long n)
 {
     long live0 = fa_live();
+    int fd0 = lowest_free_fd();
     int code = 12345;
     fa_arm(n);
     errno = 0;
@@ -62,7 +77,7 @@ static int new_run(long n)
     long live = fa_live();
     fprintf(stderr, "  new, allocation %ld fails: %s code %d errno %d; %ld counted; %ld left\n", n,
             m ? "monitor" : "NULL", code, e, counted, live - live0);
-    if (live != live0)
+    if (live != live0 || lowest_free_fd() != fd0)
         return LEAK;
     if (failed == 0)
         return m && code == HEARTBEAT_OK ? DONE_NO_FAILURE : WRONG;
@@ -145,8 +160,29 @@ static int sweep(const char *what, int (*run)(long))
     return 1;
 }
 
-static int test_alloc_sweep_new(void) { return sweep("heartbeat_monitor_new", new_run); }
-static int test_alloc_sweep_watch(void) { return sweep("heartbeat_monitor_watch", watch_run); }
+static int test_alloc_sweep_new(void)
+{
+    loop = 0;
+    return sweep("heartbeat_monitor_new", new_run);
+}
+
+static int test_alloc_sweep_watch(void)
+{
+    loop = 0;
+    return sweep("heartbeat_monitor_watch", watch_run);
+}
+
+static int test_alloc_sweep_new_loop(void)
+{
+    loop = 1;
+    return sweep("heartbeat_monitor_new_loop", new_run);
+}
+
+static int test_alloc_sweep_watch_loop(void)
+{
+    loop = 1;
+    return sweep("heartbeat_monitor_watch (thread-free monitor)", watch_run);
+}
 
 int main(void)
 {
@@ -167,5 +203,7 @@ int main(void)
     }
     RUN(test_alloc_sweep_new);
     RUN(test_alloc_sweep_watch);
+    RUN(test_alloc_sweep_new_loop);
+    RUN(test_alloc_sweep_watch_loop);
     return CHECK_EXIT();
 }

@@ -33,7 +33,9 @@
  *                                  and returns
  *
  * HB_TEST_SLOW=1 (valgrind) widens the timing windows and skips the parts
- * that only timing or huge stacks can show. */
+ * that only timing or huge stacks can show. HB_MONITOR_MODE=loop runs the
+ * tests against the thread-free monitor (mon_mode.h), except the two about
+ * the monitor thread itself (signals, stack). */
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
@@ -49,6 +51,7 @@
 
 #include "check.h"
 #include "heartbeat.h"
+#include "mon_mode.h"
 #include "sockets.h"
 #include "testutil.h"
 
@@ -84,7 +87,7 @@ static struct heartbeat_monitor *new_monitor(unsigned iv, unsigned to, const cha
     o.dead_cb = dead_cb;
     o.user = user;
     int code = 1;
-    struct heartbeat_monitor *m = heartbeat_monitor_new(&o, &code);
+    struct heartbeat_monitor *m = mon_new(&o, &code);
     if (!m)
         fprintf(stderr, "  heartbeat_monitor_new: code %d errno %d\n", code, errno);
     return m;
@@ -185,7 +188,7 @@ static int test_unwatch_rewatch_fd_reuse(void)
     CHECK_EQ(st.watched, 0);
     rc = 0;
 cleanup:
-    heartbeat_monitor_free(m);
+    mon_free(m);
     tcp_pair_close(&c, &s);
     tcp_pair_close(&c2, &s2);
     return rc;
@@ -195,11 +198,18 @@ cleanup:
 
 static atomic_int fp_pings, fp_deaths;
 
+/* Set once the test has stopped calling watch(): the callback must not free
+ * the monitor while the test still uses it (with an interval of 5 ms the
+ * first ping can come before the last watch()). */
+static atomic_int fp_watching_done;
+
 static int free_then_fail_ping(struct heartbeat_monitor *m, int fd, void *user)
 {
     (void)fd, (void)user;
-    if (atomic_fetch_add(&fp_pings, 1) == 0)
-        heartbeat_monitor_free(m);
+    if (atomic_fetch_add(&fp_pings, 1) == 0) {
+        wait_flag(&fp_watching_done, 5000);
+        mon_free(m);
+    }
     return EPIPE;
 }
 
@@ -214,11 +224,13 @@ static int test_free_in_ping_cb(void)
     int rc = 1;
     atomic_store(&fp_pings, 0);
     atomic_store(&fp_deaths, 0);
+    atomic_store(&fp_watching_done, 0);
     struct heartbeat_monitor *m = new_monitor(5, 1000, NULL, free_then_fail_ping, count_dead, NULL);
     CHECK(m);
     for (int fd = 100; fd < 110; fd++)
         CHECK_EQ(heartbeat_monitor_watch(m, fd), HEARTBEAT_OK);
     m = NULL; /* the ping callback frees it */
+    atomic_store(&fp_watching_done, 1);
     long long end = now_ns() + 3000000000LL;
     while (atomic_load(&fp_pings) == 0 && now_ns() < end)
         sleep_ms(1);
@@ -245,7 +257,7 @@ static void slow_dead(struct heartbeat_monitor *m, int fd, int reason, int err, 
     wait_flag(&uf.calling, 5000);
     sleep_ms(slow ? 300 : 50); /* the test's unwatch() is waiting for us */
     if (uf.free_in_cb) {
-        heartbeat_monitor_free(m);
+        mon_free(m);
         atomic_store(&uf.freed, 1);
     }
 }
@@ -291,13 +303,13 @@ static int test_unwatch_while_cb_frees(void)
     CHECK(pthread_create(&th, NULL, unwatch_main, &u) == 0);
     CHECK(wait_flag(&uf.calling, 5000));
     sleep_ms(slow ? 100 : 10); /* the thread is inside unwatch(), waiting */
-    heartbeat_monitor_free(m);
+    mon_free_busy(m);
     m = NULL;
     pthread_join(th, NULL);
     CHECK_EQ(u.rc, HEARTBEAT_ERR_NOT_WATCHED);
     rc = 0;
 cleanup:
-    heartbeat_monitor_free(m);
+    mon_free(m);
     return rc;
 }
 
@@ -346,7 +358,7 @@ static void starve_dead(struct heartbeat_monitor *m, int fd, int reason, int err
     if (sv.free_in_cb) {
         sem_post(&hog.go); /* from now on the waiter cannot run */
         sleep_ms(20);
-        heartbeat_monitor_free(m);
+        mon_free(m);
         atomic_store(&sv.freed, 1);
     } else {
         sleep_ms(60); /* the test frees the monitor meanwhile */
@@ -397,7 +409,7 @@ static int starve_child(void)
             sleep_ms(10);
             sem_post(&hog.go);
             sleep_ms(10);
-            heartbeat_monitor_free(m); /* the waiter is still in unwatch() */
+            mon_free_busy(m); /* the waiter is still in unwatch() */
         }
         pthread_join(w, NULL);
         if (u.rc != HEARTBEAT_ERR_NOT_WATCHED)
@@ -594,7 +606,7 @@ cleanup:
     atomic_store(&lp.stop, 1);
     if (started)
         pthread_join(peer, NULL);
-    heartbeat_monitor_free(lp.m);
+    mon_free(lp.m);
     lp.m = NULL;
     pthread_mutex_destroy(&lp.mu);
     return rc;
@@ -638,7 +650,7 @@ static void *storm_creator(void *arg)
             continue;
         }
         (void)heartbeat_monitor_watch(m, 1000 + i);
-        heartbeat_monitor_free(m);
+        mon_free(m);
     }
     *(int *)arg = bad;
     return NULL;
@@ -710,7 +722,7 @@ static void a_dead(struct heartbeat_monitor *m, int fd, int reason, int err, voi
     atomic_store(&tm.a_in, 1);
     wait_flag(&tm.b_in, 5000);
     if (tm.a_frees_b) {
-        heartbeat_monitor_free(tm.b);
+        mon_free_busy(tm.b);
         atomic_store(&tm.b_freed, 1);
         atomic_store(&tm.a_rc, HEARTBEAT_OK);
     } else {
@@ -759,7 +771,7 @@ static int two_monitors_child(void)
                      (b == HEARTBEAT_ERR_DEADLOCK && a == HEARTBEAT_ERR_NOT_WATCHED);
             if (!ok)
                 return 4;
-            heartbeat_monitor_free(tm.b);
+            mon_free(tm.b);
         } else {
             /* A's free(B) returned; B's unwatch(A) returned either code. */
             if (a != HEARTBEAT_OK || !atomic_load(&tm.b_freed))
@@ -768,7 +780,7 @@ static int two_monitors_child(void)
                 return 6;
             sleep_ms(50); /* B's thread ends after its callback */
         }
-        heartbeat_monitor_free(tm.a);
+        mon_free(tm.a);
     }
     return 0;
 }
@@ -833,7 +845,7 @@ static int stack_round(size_t use)
         return 2;
     if (!wait_flag(&sk.done, 5000))
         return 3;
-    heartbeat_monitor_free(m);
+    mon_free(m);
     size_t want = default_stack();
     if (sk.stack != want) {
         fprintf(stderr, "  callback stack %zu bytes, process default %zu\n", sk.stack, want);
@@ -923,17 +935,16 @@ static int test_ping_cb_codes_and_stats(void)
     CHECK_EQ(st.watched, 3);
     rc = 0;
 cleanup:
-    heartbeat_monitor_free(m);
+    mon_free(m);
     return rc;
 }
 
 /* ---- 14: free() in a forked child ---------------------------------------- */
 
 /* The children fork while another thread keeps the monitor's mutex held
- * most of the time (watch() and unwatch() in a loop: with a 60 s timeout,
- * each watch() scans the timer wheel for the next due slot under the
- * mutex), so most children get a copy of the mutex locked: free() there
- * must not touch it (it would wait forever). */
+ * most of the time (watch() and unwatch() in a tight loop: little happens
+ * outside the mutex), so many children get a copy of the mutex locked:
+ * free() there must not touch it (it would wait forever). */
 static struct {
     struct heartbeat_monitor *m;
     atomic_int stop;
@@ -1014,7 +1025,7 @@ cleanup:
         atomic_store(&fk.stop, 1);
         pthread_join(th, NULL);
     }
-    heartbeat_monitor_free(m);
+    mon_free(m);
     if (err[0] >= 0)
         close(err[0]);
     if (err[1] >= 0)
@@ -1043,6 +1054,7 @@ int main(void)
 {
     slow = getenv("HB_TEST_SLOW") != NULL;
     signal(SIGPIPE, SIG_IGN);
+    printf("# monitor mode: %s\n", mon_mode_name());
     RUN_SELECTED(test_unwatch_rewatch_fd_reuse);
     RUN_SELECTED(test_free_in_ping_cb);
     RUN_SELECTED(test_unwatch_while_cb_frees);
@@ -1052,9 +1064,16 @@ int main(void)
     else
         RUN_SELECTED(test_unwatch_waiter_resumes_after_free);
     RUN_SELECTED(test_late_pings);
-    RUN_SELECTED(test_signal_storm);
+    if (mon_loop())
+        SKIP(test_signal_storm, "a thread-free monitor starts no thread (its callbacks run on "
+                                "the thread that calls process(), with that thread's mask)");
+    else
+        RUN_SELECTED(test_signal_storm);
     RUN_SELECTED(test_two_monitors);
-    if (default_stack() < (4u << 20))
+    if (mon_loop())
+        SKIP(test_callback_stack, "a thread-free monitor's callbacks run on the stack of the "
+                                  "thread that calls process()");
+    else if (default_stack() < (4u << 20))
         SKIP(test_callback_stack, "default thread stack below 4 MiB (ulimit -s)");
     else if (slow)
         SKIP(test_callback_stack, "HB_TEST_SLOW (to valgrind, megabyte stack frames look like "

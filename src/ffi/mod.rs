@@ -77,6 +77,11 @@ pub const HEARTBEAT_ERR_PING: c_int = -15;
 /// `heartbeat_monitor_new()`: the monitor thread could not be started
 /// (errno from pthread_create(), typically EAGAIN).
 pub const HEARTBEAT_ERR_THREAD: c_int = -16;
+/// A monitor call that does not fit the monitor's mode (errno EINVAL):
+/// heartbeat_monitor_process(), _fd() and _timeout_ms() on a monitor made
+/// by heartbeat_monitor_new(), which has a thread of its own. Nothing was
+/// done.
+pub const HEARTBEAT_ERR_MODE: c_int = -19;
 /// `heartbeat_monitor_unwatch()` called from a callback of one monitor for
 /// an fd whose callback is running on another monitor and is itself waiting
 /// (in unwatch() or free() of the first monitor) for the calling callback:
@@ -84,6 +89,10 @@ pub const HEARTBEAT_ERR_THREAD: c_int = -16;
 /// EDEADLK). The fd is no longer watched, but its running callback may
 /// still be using it.
 pub const HEARTBEAT_ERR_DEADLOCK: c_int = -20;
+/// `heartbeat_monitor_new_loop()`: the monitor's timer fd could not be
+/// created (errno of timerfd_create(): EMFILE or ENFILE when the process or
+/// the system has no fd left, ENOMEM). Nothing was left allocated or open.
+pub const HEARTBEAT_ERR_FD: c_int = -21;
 
 /// `heartbeat_apply()` (and `heartbeat_within()`): the kernel refused an
 /// option half way and the socket could not be put back exactly as it was,
@@ -137,6 +146,8 @@ pub(crate) const fn code_of(e: Error) -> c_int {
         Error::Rollback(_) => HEARTBEAT_ERR_ROLLBACK,
         Error::Within => HEARTBEAT_ERR_WITHIN,
         Error::Deadlock => HEARTBEAT_ERR_DEADLOCK,
+        Error::Mode => HEARTBEAT_ERR_MODE,
+        Error::Fd(_) => HEARTBEAT_ERR_FD,
     }
 }
 
@@ -164,13 +175,15 @@ pub(crate) const fn message(code: c_int) -> &'static str {
         HEARTBEAT_ERR_ROLLBACK => error::MSG_ROLLBACK,
         HEARTBEAT_ERR_WITHIN => error::MSG_WITHIN,
         HEARTBEAT_ERR_DEADLOCK => error::MSG_DEADLOCK,
+        HEARTBEAT_ERR_MODE => error::MSG_MODE,
+        HEARTBEAT_ERR_FD => error::MSG_FD,
         _ => error::MSG_UNKNOWN,
     }
 }
 
 /// The lowest code in use (for tests that walk every code).
 #[cfg(test)]
-const LOWEST: c_int = HEARTBEAT_ERR_DEADLOCK;
+const LOWEST: c_int = HEARTBEAT_ERR_FD;
 
 /// The panic boundary: runs `f`, turns its error into (code, errno) and a
 /// panic into HEARTBEAT_ERR_INTERNAL. errno is written last, so nothing the
@@ -277,14 +290,14 @@ mod tests {
             Error::Thread(7),
             Error::Rollback(8),
             Error::Within,
+            Error::Mode,
             Error::Deadlock,
+            Error::Fd(9),
         ];
         let codes: Vec<c_int> = all.iter().map(|e| code_of(*e)).collect();
-        // -19 is reserved for the monitor's mode (the thread-free monitor).
-        let mut want: Vec<c_int> = (-18..=-1).rev().collect();
-        want.push(-20);
+        let want: Vec<c_int> = (-21..=-1).rev().collect();
         assert_eq!(codes, want);
-        assert_eq!(LOWEST, -20);
+        assert_eq!(LOWEST, -21);
         for e in all {
             let m = message(code_of(e));
             assert_ne!(m, error::MSG_UNKNOWN);

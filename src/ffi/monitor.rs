@@ -7,28 +7,35 @@ use std::ptr::{self, NonNull};
 
 use super::{guard, guard_value, out_ref, HEARTBEAT_OK};
 use crate::error::{Errno, Error, Result};
-use crate::monitor::{self, Core, CoreRef, Death, Handler, Monitor, Options, Ping};
+use crate::monitor::{self, Core, CoreRef, Death, Handler, Mode, Monitor, Options, Ping};
 
-/// A heartbeat monitor: one background thread (named "heartbeat-mon")
-/// that pings watched connections every `interval_ms` and reports a peer
-/// dead when it stops answering (see `timeout_ms` for the exact rule).
-/// Opaque: created by `heartbeat_monitor_new()`, released by
+/// A heartbeat monitor: it pings watched connections every `interval_ms`
+/// and reports a peer dead when it stops answering (see `timeout_ms` for
+/// the exact rule). Opaque: created by `heartbeat_monitor_new()` (with a
+/// thread of its own) or `heartbeat_monitor_new_loop()` (no thread: the
+/// application's event loop drives it), released by
 /// `heartbeat_monitor_free()`. All functions taking it are safe to call
 /// from any thread, including from the monitor's own callbacks, until
 /// free() is called (see there for calls in progress at that moment).
 ///
-/// The thread: it starts with every signal blocked (signals are blocked in
-/// the creating thread for the few microseconds of pthread_create and
-/// restored), so the application's signal handlers never run on it; it
-/// gets the process's default thread stack size (what pthread_create gives
-/// a thread without attributes: RLIMIT_STACK at program start, i.e.
-/// `ulimit -s`, typically 8 MiB; 2 MiB if unlimited; changed by
-/// pthread_setattr_default_np() before heartbeat_monitor_new()), and the
-/// callbacks run on that stack.
+/// The thread of a monitor made by heartbeat_monitor_new() (named
+/// "heartbeat-mon"): it starts with every signal blocked (signals are
+/// blocked in the creating thread for the few microseconds of
+/// pthread_create and restored), so the application's signal handlers
+/// never run on it; it gets the process's default thread stack size (what
+/// pthread_create gives a thread without attributes: RLIMIT_STACK at
+/// program start, i.e. `ulimit -s`, typically 8 MiB; 2 MiB if unlimited;
+/// changed by pthread_setattr_default_np() before heartbeat_monitor_new()),
+/// and the callbacks run on that stack. A monitor made by
+/// heartbeat_monitor_new_loop() has no thread: its callbacks run inside
+/// heartbeat_monitor_process(), on the thread that calls it, with that
+/// thread's stack and signal mask.
 ///
 /// After fork(), the child has a copy of the monitor without its thread:
 /// there the monitor does nothing, and heartbeat_monitor_free() in the child
-/// does nothing (see there); no other function may be called in the child.
+/// does nothing (see there); no other function may be called in the child
+/// (a thread-free monitor's timer fd is shared with the parent's: the child
+/// must not use it either).
 pub struct heartbeat_monitor {
     _private: [u8; 0],
 }
@@ -57,8 +64,9 @@ const _: () = assert!(HEARTBEAT_LATE_BUCKETS == monitor::LATE_BUCKETS);
 /// errno value (> 0, e.g. EPIPE) if the connection is broken: the dead
 /// callback then runs with HEARTBEAT_DEAD_SEND_FAILED and that value (a
 /// negative return counts as EIO). A callback that frees the monitor may
-/// return anything: no callback runs after it. Runs on the monitor thread;
-/// must return normally (no longjmp, no C++ exception).
+/// return anything: no callback runs after it. Runs on the monitor thread
+/// (or inside heartbeat_monitor_process()); must return normally (no
+/// longjmp, no C++ exception).
 pub type heartbeat_ping_fn =
     Option<extern "C" fn(monitor: *mut heartbeat_monitor, fd: c_int, user: *mut c_void) -> c_int>;
 
@@ -68,9 +76,10 @@ pub type heartbeat_ping_fn =
 /// it runs, and the monitor never closes it: that is the application's job
 /// (here or later). It may call any heartbeat_monitor_* function on the same
 /// monitor, including watch(fd) to start over and heartbeat_monitor_free()
-/// (then it must not use the monitor again). Runs on the monitor thread,
-/// one callback at a time; must return normally (no longjmp, no C++
-/// exception) and should be short: the next pings wait for it.
+/// (then it must not use the monitor again). Runs on the monitor thread
+/// (or inside heartbeat_monitor_process()), one callback at a time; must
+/// return normally (no longjmp, no C++ exception) and should be short: the
+/// next pings wait for it.
 ///
 /// Two monitors: never wait, from a callback of monitor A, for a callback
 /// of monitor B whose callbacks wait for A (as with two locks taken in
@@ -90,7 +99,10 @@ pub type heartbeat_dead_fn = Option<
     ),
 >;
 
-/// Options of `heartbeat_monitor_new()`. Zero-initialise, then set fields.
+/// Options of `heartbeat_monitor_new()` and `heartbeat_monitor_new_loop()`.
+/// Zero-initialise, then set fields. Its size and layout never change
+/// within a major version (docs/abi.md): the thread-free mode is chosen by
+/// calling heartbeat_monitor_new_loop(), not by a field.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
 pub struct heartbeat_monitor_options {
@@ -151,12 +163,15 @@ pub struct heartbeat_monitor_stats {
     pub pings_blocked: c_ulong,
     /// Dead callbacks delivered.
     pub deaths: c_ulong,
-    /// Times the monitor thread woke up.
+    /// Times the monitor thread woke up; for a thread-free monitor, the
+    /// heartbeat_monitor_process() calls made when its timer fd was
+    /// readable (a call made earlier changes nothing, this counter
+    /// included).
     pub wakeups: c_ulong,
     /// Largest lateness of a ping behind its due time, microseconds.
     pub ping_late_max_us: c_ulong,
     /// Histogram of ping lateness behind the due time. Bucket i counts pings
-    /// less than B[i] microseconds late (and at least B[i-1]), with B = 1, 2,
+    /// less than B(i) microseconds late (and at least B(i-1)), with B = 1, 2,
     /// 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000,
     /// 100000, 200000, 500000, 1000000; the last bucket counts the rest.
     pub ping_late: [c_ulong; HEARTBEAT_LATE_BUCKETS],
@@ -169,7 +184,8 @@ struct CHandler {
 }
 
 // SAFETY: the user pointer is handed back to the application's callbacks,
-// on the monitor thread; the header documents that they run there.
+// on the monitor thread or inside heartbeat_monitor_process(); the header
+// documents where they run.
 unsafe impl Send for CHandler {}
 
 fn handle(m: &Core) -> *mut heartbeat_monitor {
@@ -214,7 +230,7 @@ fn enter(m: *mut heartbeat_monitor) -> Result<CoreRef> {
     Ok(unsafe { CoreRef::acquire(p) })
 }
 
-fn create(o: *const heartbeat_monitor_options) -> Result<Monitor> {
+fn create(o: *const heartbeat_monitor_options, mode: Mode) -> Result<Monitor> {
     // SAFETY: the caller promised that a non-NULL pointer points to options.
     let o = unsafe { o.as_ref() }.ok_or(Error::Invalid)?;
     monitor::check_timing(o.interval_ms, o.timeout_ms)?;
@@ -242,9 +258,44 @@ fn create(o: *const heartbeat_monitor_options) -> Result<Monitor> {
             interval_ms: o.interval_ms,
             timeout_ms: o.timeout_ms,
             ping,
+            mode,
         },
         handler,
     )
+}
+
+/// The creation functions' common part: the result, and `*code`.
+fn new_monitor(
+    options: *const heartbeat_monitor_options,
+    code: *mut c_int,
+    mode: Mode,
+) -> *mut heartbeat_monitor {
+    let mut out = ptr::null_mut();
+    let rc = guard(|| {
+        out = Monitor::into_raw(create(options, mode)?) as *mut heartbeat_monitor;
+        Ok(())
+    });
+    if !code.is_null() {
+        // SAFETY: the caller promised that a non-NULL `code` is writable.
+        unsafe { *code = rc };
+    }
+    debug_assert_eq!(rc == HEARTBEAT_OK, !out.is_null());
+    out
+}
+
+/// A call that returns a value (>= 0) or a code (< 0).
+#[inline(always)]
+fn value_or_code(f: impl FnOnce() -> Result<c_int>) -> c_int {
+    let mut v = 0;
+    let rc = guard(|| {
+        v = f()?;
+        Ok(())
+    });
+    if rc == HEARTBEAT_OK {
+        v
+    } else {
+        rc
+    }
 }
 
 /// Creates a monitor and starts its thread.
@@ -266,17 +317,125 @@ pub extern "C" fn heartbeat_monitor_new(
     options: *const heartbeat_monitor_options,
     code: *mut c_int,
 ) -> *mut heartbeat_monitor {
-    let mut out = ptr::null_mut();
-    let rc = guard(|| {
-        out = Monitor::into_raw(create(options)?) as *mut heartbeat_monitor;
-        Ok(())
-    });
-    if !code.is_null() {
-        // SAFETY: the caller promised that a non-NULL `code` is writable.
-        unsafe { *code = rc };
-    }
-    debug_assert_eq!(rc == HEARTBEAT_OK, !out.is_null());
-    out
+    new_monitor(options, code, Mode::Thread)
+}
+
+/// Creates a monitor without a thread, for an event loop: nothing happens
+/// until the application calls heartbeat_monitor_process(), which runs
+/// the pings and callbacks that are due on the calling thread. The loop
+/// learns when to call it from heartbeat_monitor_fd() (an fd for
+/// epoll/poll/select, uv_poll_t, event_new(), asyncio's add_reader) or
+/// heartbeat_monitor_timeout_ms(). Same options, same checks in the same
+/// order and same codes as heartbeat_monitor_new(), with
+/// HEARTBEAT_ERR_FD (errno of timerfd_create(), e.g. EMFILE) instead of
+/// HEARTBEAT_ERR_THREAD; every other function works as with a threaded
+/// monitor, from any thread, and every guarantee holds the same way (no
+/// callback after unwatch() or free() returns, one death per watch, the
+/// death rule of `timeout_ms`), with "the monitor thread" read as "the
+/// thread inside heartbeat_monitor_process()".
+///
+/// A separate function rather than an option because the options struct
+/// never changes size (docs/abi.md); a program that uses it needs
+/// libheartbeat 0.2 or later (symbol version HEARTBEAT_0.2), and an older
+/// library refuses to start it with a clear message.
+///
+/// Returns the monitor, or NULL with errno set; `*code` as for
+/// heartbeat_monitor_new().
+#[no_mangle]
+pub extern "C" fn heartbeat_monitor_new_loop(
+    options: *const heartbeat_monitor_options,
+    code: *mut c_int,
+) -> *mut heartbeat_monitor {
+    new_monitor(options, code, Mode::Loop)
+}
+
+/// The fd of a thread-free monitor, for the application's event loop:
+/// readable when something is due, then heartbeat_monitor_process() must be
+/// called. A timerfd on CLOCK_MONOTONIC, close-on-exec and non-blocking,
+/// owned by the monitor: never read it, write it or close it (free()
+/// closes it: remove it from the loop before, e.g. epoll_ctl(EPOLL_CTL_DEL)
+/// or uv_poll_stop()).
+///
+/// The contract, for any loop:
+/// - Level-triggered: the fd becomes readable at the due time of the
+///   monitor's first event (a ping, or a deadline: milliseconds, rounded up)
+///   and stays readable until heartbeat_monitor_process() has handled it.
+///   So nothing is ever handled late for want of readiness. Edge-triggered
+///   waits (EPOLLET) work too: each arming is a new expiry.
+/// - heartbeat_monitor_process() re-arms it: when it returns, the fd is
+///   readable if and only if something is due again (events that came due
+///   while it ran: then call it again; the loop's next wait returns at once).
+/// - heartbeat_monitor_watch() from any thread, of an fd whose first event
+///   is earlier than the one the fd is armed for, re-arms it for the earlier
+///   time; unwatch() of the first due fd re-arms it later (or disarms it),
+///   so that the fd does not become readable for a watch that is gone.
+/// - A spurious call is harmless: heartbeat_monitor_process() with nothing
+///   due handles nothing, changes nothing and returns 0. The fd can also be
+///   readable with nothing to report: without pings a peer heard from by
+///   heartbeat_monitor_alive() has its deadline moved without touching the
+///   timer (alive() stays lock-free), and the timer still expires at the
+///   old deadline; process() then finds the peer alive and returns 0.
+///
+/// Returns the fd (>= 0); HEARTBEAT_ERR_INVALID (errno EINVAL) for NULL;
+/// HEARTBEAT_ERR_MODE (EINVAL) for a monitor made by
+/// heartbeat_monitor_new(), which has no such fd.
+#[no_mangle]
+pub extern "C" fn heartbeat_monitor_fd(monitor: *mut heartbeat_monitor) -> c_int {
+    value_or_code(|| core(monitor)?.fd())
+}
+
+/// Milliseconds until the next event of a thread-free monitor is due,
+/// rounded up (so that a wait of that long ends at or after the due time):
+/// 0 if something is due now, -1 if nothing is watched (both as poll()'s
+/// timeout expects: -1 waits forever). For loops that prefer a timeout to
+/// an fd: wait at most that long, then call heartbeat_monitor_process().
+/// Call it again after every process() or watch() (a watch() from another
+/// thread cannot shorten a wait already begun: use the fd for that).
+/// Values above INT_MAX are returned as INT_MAX (the wait then ends early,
+/// and process() handles nothing).
+///
+/// Returns the milliseconds (>= 0) or -1; on error another negative code:
+/// HEARTBEAT_ERR_INVALID (errno EINVAL) for NULL, HEARTBEAT_ERR_MODE
+/// (EINVAL) for a monitor made by heartbeat_monitor_new().
+#[no_mangle]
+pub extern "C" fn heartbeat_monitor_timeout_ms(monitor: *mut heartbeat_monitor) -> c_int {
+    value_or_code(|| {
+        Ok(match enter(monitor)?.timeout_ms()? {
+            None => -1,
+            Some(ms) => ms.min(c_int::MAX as u64) as c_int,
+        })
+    })
+}
+
+/// Runs every ping and death of a thread-free monitor that is due, on the
+/// calling thread: the ping_cb and dead_cb callbacks run inside this call
+/// (one at a time, without any lock held; they may call every
+/// heartbeat_monitor_* function, including unwatch() and free()). Then it
+/// re-arms heartbeat_monitor_fd(): readable afterwards exactly when
+/// something is due again.
+///
+/// Everything that was due when it was called is handled (in batches: one
+/// lock acquisition per batch of up to 256 events, none per event), plus
+/// the deaths of pings that failed meanwhile; what comes due while it runs
+/// is left for the next call (the fd is then readable at once), so one call
+/// does a bounded amount of work however slow the callbacks are.
+///
+/// Call it from one thread at a time. A call made while another runs (on
+/// another thread, or from one of this monitor's callbacks) does nothing and
+/// returns 0, as does a call with nothing due. If a callback frees the
+/// monitor, this returns when that callback has returned, handling nothing
+/// more, and the monitor must not be used again.
+///
+/// Returns the number of pings sent (or ping_cb calls) and dead callbacks
+/// run (>= 0); HEARTBEAT_ERR_INVALID (errno EINVAL) for NULL;
+/// HEARTBEAT_ERR_MODE (EINVAL) for a monitor made by heartbeat_monitor_new(),
+/// whose thread does this itself (nothing is done).
+#[no_mangle]
+pub extern "C" fn heartbeat_monitor_process(monitor: *mut heartbeat_monitor) -> c_int {
+    value_or_code(|| {
+        let n = enter(monitor)?.process()?;
+        Ok(n.min(c_int::MAX as usize) as c_int)
+    })
 }
 
 /// Starts watching `fd`: it counts as heard from now; its first ping goes

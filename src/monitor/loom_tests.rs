@@ -21,7 +21,13 @@
 //! - unwatch() waiting while the monitor is freed, from a callback or from
 //!   another thread, never touches released memory (defect 6: the release
 //!   is only marked under loom, and every access asserts it is not);
-//! - after free() returns (outside a callback), no callback runs.
+//! - after free() returns (outside a callback), no callback runs;
+//! - the thread-free driver (`process()` on an application thread): a
+//!   watch() from another thread while process() runs, or before or after
+//!   it, leaves the timer fd armed no later than the first due event (no
+//!   lost wake-up); unwatch() on another thread while process() runs the
+//!   fd's callback waits for it; a dead callback inside process() that
+//!   frees the monitor, with unwatch() of its fd on another thread.
 
 use std::os::fd::RawFd;
 use std::ptr::NonNull;
@@ -36,6 +42,14 @@ fn opts(ping: Ping) -> Options {
         interval_ms: 1,
         timeout_ms: 2,
         ping,
+        mode: Mode::Thread,
+    }
+}
+
+fn loop_opts(ping: Ping) -> Options {
+    Options {
+        mode: Mode::Loop,
+        ..opts(ping)
     }
 }
 
@@ -169,6 +183,7 @@ fn unwatch_returns_after_a_rewatching_dead_callback() {
             interval_ms: u32::MAX - 1,
             timeout_ms: u32::MAX,
             ping: Ping::Callback,
+            mode: Mode::Thread,
         };
         let m = Monitor::new(long, h).unwrap();
         m.watch(1).unwrap();
@@ -239,5 +254,98 @@ fn unwatch_waiting_while_another_thread_frees() {
         f.closed.store(true, SeqCst);
         waiter.join().unwrap();
         assert_eq!(f.violations.load(SeqCst), 0);
+    });
+}
+
+// --- the thread-free driver ---------------------------------------------------
+
+/// The earliest due time of anything watched (exact: the wheel's own
+/// minimum), or NEVER.
+fn first_due(c: &Core) -> u64 {
+    let g = c.lock();
+    g.sched.next_wake(&c.table, 0).unwrap_or(NEVER)
+}
+
+#[test]
+fn a_watch_while_process_runs_leaves_the_timer_armed_in_time() {
+    loom::model(|| {
+        let f = Arc::new(Flags::default());
+        // Pings weeks apart (the loom clock moves 100 s a read): fd 1's
+        // first ping is due at once, every later one stays pending, so
+        // the timer must end up armed for the earliest of them.
+        let long = Options {
+            interval_ms: u32::MAX - 1,
+            timeout_ms: u32::MAX,
+            ping: Ping::Callback,
+            mode: Mode::Loop,
+        };
+        let m = Monitor::new(long, H::new(&f)).unwrap();
+        m.watch(1).unwrap();
+        let p = m.into_raw() as usize;
+        let d = call(p as *const Core);
+        let driver = loom::thread::spawn(move || {
+            let _ = d.process();
+        });
+        // Before, during or after process(): another thread's watch.
+        call(p as *const Core).watch(2).unwrap();
+        driver.join().unwrap();
+        // SAFETY: the owner pointer from into_raw, taken back once.
+        let m = unsafe { Monitor::from_raw(p as *const Core) };
+        let (armed, due) = (m.timer_armed(), first_due(&m));
+        assert!(
+            armed <= due,
+            "timer armed at {armed}, first event due at {due}"
+        );
+        drop(m);
+    });
+}
+
+#[test]
+fn unwatch_waits_for_the_callback_that_process_runs() {
+    loom::model(|| {
+        let f = Arc::new(Flags::default());
+        let m = Monitor::new(loop_opts(Ping::Callback), H::new(&f)).unwrap();
+        m.watch(1).unwrap();
+        let p = m.into_raw() as usize;
+        let d = call(p as *const Core);
+        let driver = loom::thread::spawn(move || {
+            let _ = d.process();
+        });
+        let u = call(p as *const Core).unwatch(1);
+        assert!(u == Ok(()) || u == Err(Error::NotWatched), "{u:?}");
+        f.closed.store(true, SeqCst);
+        driver.join().unwrap();
+        assert_eq!(f.violations.load(SeqCst), 0);
+        // SAFETY: the owner pointer from into_raw, taken back once.
+        drop(unsafe { Monitor::from_raw(p as *const Core) });
+    });
+}
+
+#[test]
+fn a_dead_callback_inside_process_frees_while_unwatch_waits() {
+    loom::model(|| {
+        let f = Arc::new(Flags::default());
+        let mut h = H::new(&f);
+        h.free_in_dead = true;
+        let p = Monitor::new(loop_opts(Ping::None), h).unwrap().into_raw();
+        f.owner.store(p as usize, SeqCst);
+        let r = call(p);
+        r.watch(1).unwrap();
+        let d = call(p);
+        let driver = loom::thread::spawn(move || {
+            let _ = d.process(); // the death is due: its callback frees
+        });
+        // Cancels the death before its callback starts (Ok), or waits
+        // for the callback, which frees the monitor (NotWatched).
+        let u = r.unwatch(1);
+        assert!(u == Ok(()) || u == Err(Error::NotWatched), "{u:?}");
+        drop(r);
+        if u == Ok(()) {
+            // No dead callback then: the monitor is still ours to free.
+            assert!(f.free_owner());
+        }
+        driver.join().unwrap();
+        wait_until_gone(&f);
+        assert_eq!(f.deaths.load(SeqCst), usize::from(u.is_err()));
     });
 }

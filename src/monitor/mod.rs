@@ -1,22 +1,33 @@
-//! Application-level heartbeats: one background thread pings any number of
-//! connections and declares a peer dead when it stops answering (the death
-//! rule is in [`sched`]'s documentation).
+//! Application-level heartbeats: a monitor pings any number of connections
+//! and declares a peer dead when it stops answering (the death rule is in
+//! `sched`'s documentation).
 //!
 //! The application calls [`Core::alive`] whenever it hears from a peer (the
 //! pong, or any data); that is one atomic load, one clock read and one
-//! atomic store, with no lock. The monitor thread keeps one timer per fd in
-//! a millisecond timing wheel, due at the earlier of the next ping and the
-//! fd's death deadline, and sleeps until the earliest one: its cost grows
+//! atomic store, with no lock. The monitor keeps one timer per fd in a
+//! millisecond timing wheel, due at the earlier of the next ping and the
+//! fd's death deadline, and knows the earliest one in O(1): its cost grows
 //! with the number of events (pings and deaths), not with the number of fds
-//! times ticks.
+//! times ticks, and `watch()` costs the same at any timeout.
 //!
-//! The parts: [`sched`] (what is due when: pure, on an injected clock),
-//! [`wheel`] and [`table`] (its data), [`os`] (clock, send, mutex, thread),
-//! and here the driver: the monitor thread's loop, which takes due events
-//! from the scheduler and runs them without the lock, and the calls of the
-//! API.
+//! Two modes, one mechanism ([`Mode`]):
+//! - [`Mode::Thread`]: a thread of the monitor's own ("heartbeat-mon")
+//!   sleeps until the next event and handles it;
+//! - [`Mode::Loop`]: no thread; the application's event loop waits for the
+//!   monitor's fd ([`Core::fd`], readable when something is due) or for
+//!   [`Core::timeout_ms`], and calls [`Core::process`], which handles what
+//!   is due on the caller's thread.
 //!
-//! Guarantees (each tested, see c-tests/monitor/test_monitor.c and the
+//! Both are drivers of the same code (`Core::drive`): it takes every event
+//! that is due, in batches, under one lock acquisition per batch (not one
+//! per event), runs the pings and callbacks of the batch without the lock,
+//! and records what they did at the next acquisition.
+//!
+//! The parts: `sched` (what is due when: pure, on an injected clock),
+//! `wheel` and `table` (its data), `os` (clock, send, mutex, thread,
+//! timer fd), and here the drivers and the calls of the API.
+//!
+//! Guarantees, in both modes (each tested, see c-tests/monitor/ and the
 //! model checks in `loom_tests.rs`):
 //! - after [`Core::unwatch`] returns (called outside a callback), no callback
 //!   for that fd is running or will run, so the fd may be closed at once,
@@ -34,7 +45,7 @@
 //! - the monitor never reads, closes or shuts down an fd; it only sends
 //!   pings with `send(MSG_NOSIGNAL | MSG_DONTWAIT)` if asked to;
 //! - creating a monitor allocates fallibly everywhere ([`Error::NoMem`]),
-//!   and its thread starts with every signal blocked.
+//!   and its thread (if any) starts with every signal blocked.
 
 mod os;
 mod sched;
@@ -50,12 +61,13 @@ use std::ops::Deref;
 use std::os::fd::RawFd;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::ptr::{self, NonNull};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI32, Ordering};
 
-use os::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+use os::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
+use os::NEVER;
 pub use sched::Death;
 use sched::{Due, Sched, Sent, MS};
-use table::Table;
+use table::{watched_generation, Table};
 
 use crate::error::{Errno, Error, Result};
 
@@ -75,13 +87,20 @@ pub(crate) const LATE_BUCKETS: usize = 20;
 /// /proc/self/task/*/comm), NUL-terminated for prctl.
 pub(crate) const THREAD_NAME: &str = "heartbeat-mon\0";
 
+/// Events taken under one lock acquisition (the batch's storage is
+/// allocated once, at creation).
+pub(crate) const BATCH: usize = 256;
+
+/// Pings run between two clock reads in a batch (see `Core::run_batch`).
+const CLOCK_GROUP: usize = 16;
+
 /// What the monitor sends as a ping.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ping {
     /// Nothing: pure silence detection (the application's own traffic, or
     /// pings it sends itself, keep the peer alive).
     None,
-    /// These bytes (1..=PING_MAX), sent by the monitor thread with
+    /// These bytes (1..=PING_MAX), sent by the driver with
     /// `send(fd, bytes, MSG_NOSIGNAL | MSG_DONTWAIT)`. Kept as given (no
     /// copy, no reallocation).
     Bytes(Vec<u8>),
@@ -90,20 +109,33 @@ pub enum Ping {
     Callback,
 }
 
+/// Who runs the pings and callbacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// A thread of the monitor's own, started at creation.
+    Thread,
+    /// No thread: the application calls [`Core::process`] when the fd of
+    /// [`Core::fd`] is readable (or [`Core::timeout_ms`] has passed).
+    Loop,
+}
+
 /// Monitor options.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     /// Ping period, milliseconds (> 0; required even without pings).
     pub interval_ms: u32,
     /// A peer not heard from for this long is dead, milliseconds
-    /// (> interval_ms; see [`sched`] for the exact rule with pings).
+    /// (> interval_ms; see `sched` for the exact rule with pings).
     pub timeout_ms: u32,
     /// What to send every `interval_ms`.
     pub ping: Ping,
+    /// Thread or event loop.
+    pub mode: Mode,
 }
 
-/// The application's callbacks. They run on the monitor thread, one at a
-/// time, without any lock held.
+/// The application's callbacks. They run on the driver (the monitor thread,
+/// or the thread inside [`Core::process`]), one at a time, without any lock
+/// held.
 pub trait Handler: Send + 'static {
     /// Sends a ping on `fd` (only with [`Ping::Callback`]). `Ok` if it was
     /// sent; `Err(EAGAIN)` (or EWOULDBLOCK, EINTR) if the send would block:
@@ -136,7 +168,8 @@ pub struct Stats {
     pub pings_failed: u64,
     /// Dead callbacks delivered.
     pub deaths: u64,
-    /// Times the monitor thread woke up.
+    /// Times the monitor thread woke up; in the thread-free mode, the calls
+    /// of [`Core::process`] made when its timer had expired.
     pub wakeups: u64,
     /// Largest lateness of a ping behind its due time, microseconds.
     pub ping_late_max_us: u64,
@@ -164,15 +197,57 @@ enum PingMode {
     Callback,
 }
 
+/// What an event of a batch is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum What {
+    /// A ping of watch `generation`, from byte `offset` of the ping.
+    Ping { generation: u64, offset: usize },
+    /// The fd's death.
+    Dead(Death),
+}
+
+/// One event of a batch, and what running it did.
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    fd: RawFd,
+    what: What,
+    /// The send or callback ran (false: skipped, the fd was unwatched, or
+    /// the monitor is being freed).
+    ran: bool,
+    /// For a ping: what the send did, when it began and when it returned.
+    sent: Sent,
+    start: u64,
+    end: u64,
+}
+
+impl Event {
+    fn is_ping(&self) -> bool {
+        matches!(self.what, What::Ping { .. })
+    }
+
+    fn new(fd: RawFd, what: What) -> Event {
+        Event {
+            fd,
+            what,
+            ran: false,
+            sent: Sent::WouldBlock,
+            start: 0,
+            end: 0,
+        }
+    }
+}
+
 struct Inner {
     sched: Sched,
-    /// The fd whose ping or callback the monitor thread is running now,
-    /// without the lock.
-    busy: Option<RawFd>,
-    /// Threads waiting in `unwatch` for `busy` to change.
-    waiters: usize,
-    /// Until when the monitor thread sleeps (ns); 0 while it is awake.
-    sleep_until: u64,
+    /// The batch's storage (capacity [`BATCH`]), lent to the driver while
+    /// it runs a batch.
+    batch: Vec<Event>,
+    /// A driver is running: the thread (for good), or a `process()` call.
+    driving: bool,
+    /// When the driver looks next (ns): what the thread sleeps until, or
+    /// what the timer fd is armed at; [`NEVER`] when nothing is due; 0
+    /// while the driver runs (it will look again before it sleeps).
+    armed: u64,
     shutdown: bool,
     stats: Stats,
 }
@@ -182,8 +257,8 @@ struct Inner {
 ///
 /// Its memory is reference-counted: the owner ([`Monitor`]), the monitor
 /// thread, and every call in progress that takes the lock or waits (`watch`,
-/// `unwatch`, `stats` through the C API: see [`CoreRef`]) hold one
-/// reference each; the last one out releases it. So a call that is in
+/// `unwatch`, `stats`, `process` through the C API: see `CoreRef`) hold
+/// one reference each; the last one out releases it. So a call that is in
 /// progress when the owner frees the monitor (for instance `unwatch`
 /// waiting for the dead callback that calls `free`) never touches freed
 /// memory.
@@ -193,24 +268,28 @@ pub struct Core {
     inner: os::Mutex<Inner>,
     /// Wakes the monitor thread (earlier deadline, shutdown).
     wake: os::Cond,
-    /// Signals the end of a ping or callback to `unwatch` waiters.
+    /// Signals the end of an fd's event to `unwatch` waiters, and the end
+    /// of a `process()` call to a `free()` waiting for it.
     done: os::Cond,
     ping: PingMode,
+    /// The callbacks. Only the driver uses them: `Inner::driving` (set
+    /// under the lock) says who that is.
+    handler: UnsafeCell<Option<Box<dyn Handler>>>,
+    /// The thread-free mode's timer fd (None: the monitor has a thread).
+    timer: Option<os::Timer>,
     /// The monitor thread: set once by [`Monitor::new`] before the monitor
     /// is handed out, taken once by [`Monitor::drop`].
     thread: UnsafeCell<Option<os::Thread>>,
     /// The process that created the monitor (see [`Monitor::drop`] on fork).
     pid: u32,
-    /// Odd while a callback runs on the monitor thread, even between
-    /// callbacks; changed with the lock held. Identifies a running callback
-    /// for the wait graph (see [`waits`]).
-    cb_seq: AtomicU64,
-    /// Which monitor's running callback this monitor's running callback is
-    /// waiting for (in `unwatch` or `free` of that monitor), and that
-    /// callback's `cb_seq`; null when none. Changed under the wait graph's
-    /// lock, by this monitor's thread only.
+    /// Set by `free()`: the driver starts no further callback.
+    stopping: AtomicBool,
+    /// Which monitor this monitor's running callback is waiting for (in
+    /// `unwatch` or `free` of that monitor), and for which of its fds (-1:
+    /// for its driver, in `free`); null when none. Changed under the wait
+    /// graph's lock, by this monitor's driver only.
     waits_on: AtomicPtr<Core>,
-    waits_seq: AtomicU64,
+    waits_fd: AtomicI32,
     /// Under loom the memory is never released: it is marked released, and
     /// every access checks the mark, which turns a use after free into a
     /// failed assertion that loom reports with its interleaving.
@@ -220,19 +299,58 @@ pub struct Core {
 
 // SAFETY: all shared state is atomic or behind the mutex, except `thread`,
 // which only the owner touches (set before the monitor is shared, taken in
-// Drop), and the ping bytes, which are immutable.
+// Drop), `handler`, which only the driver touches (see `Inner::driving`),
+// and the ping bytes and the timer, which are immutable.
 unsafe impl Sync for Core {}
-// SAFETY: as above; nothing in Core is tied to a thread.
+// SAFETY: as above; nothing in Core is tied to a thread (the handler is
+// Send).
 unsafe impl Send for Core {}
+
+/// A driver's record on its thread: "this thread runs `core`'s callbacks",
+/// linked to the record of an outer driver (a callback of one monitor that
+/// calls another's `process()`).
+struct Frame {
+    core: *const Core,
+    prev: usize,
+}
 
 #[cfg(not(loom))]
 std::thread_local! {
-    /// The Core whose monitor thread this is (address), or 0.
-    static OWN_CORE: Cell<usize> = const { Cell::new(0) };
+    /// The innermost driver record of this thread (address), or 0.
+    static DRIVING: Cell<usize> = const { Cell::new(0) };
 }
 #[cfg(loom)]
 loom::thread_local! {
-    static OWN_CORE: Cell<usize> = Cell::new(0);
+    static DRIVING: Cell<usize> = Cell::new(0);
+}
+
+/// Runs `f` as `core`'s driver on this thread: from inside it (the
+/// callbacks), this monitor's `unwatch()` and `free()` know not to wait for
+/// the callback that is calling them.
+fn as_driver<R>(core: &Core, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            DRIVING.with(|d| d.set(self.0));
+        }
+    }
+    let frame = Frame {
+        core,
+        prev: DRIVING.with(|d| d.get()),
+    };
+    // The frame stays where it is until `_restore` has unlinked it.
+    DRIVING.with(|d| d.set(&frame as *const Frame as usize));
+    let _restore = Restore(frame.prev);
+    f()
+}
+
+/// The monitor whose callback is running on this thread (the innermost
+/// driver), or null.
+fn driving_core() -> *const Core {
+    let f = DRIVING.with(|d| d.get()) as *const Frame;
+    // SAFETY: a non-zero value is the address of a live Frame (as_driver
+    // unlinks it before it goes).
+    unsafe { f.as_ref() }.map_or(ptr::null(), |f| f.core)
 }
 
 /// One counted reference to a [`Core`]: taken by the monitor thread and by
@@ -298,7 +416,7 @@ impl Drop for CoreRef {
     }
 }
 
-/// The owner of a monitor: dropping it stops the thread (see
+/// The owner of a monitor: dropping it stops the monitor (see
 /// [`Monitor::drop`]).
 pub struct Monitor {
     core: ManuallyDrop<CoreRef>,
@@ -312,14 +430,16 @@ impl Deref for Monitor {
 }
 
 impl Monitor {
-    /// Validates `options` and starts the monitor thread.
+    /// Validates `options` and starts the monitor: its thread
+    /// ([`Mode::Thread`]) or its timer fd ([`Mode::Loop`]).
     ///
     /// Every allocation is fallible: a failed one gives [`Error::NoMem`],
     /// with everything allocated so far released.
     ///
     /// Errors: [`Error::Interval`] (interval 0), [`Error::Timeout`] (timeout
     /// not longer than the interval), [`Error::Ping`] (ping bytes empty or
-    /// longer than [`PING_MAX`]), [`Error::NoMem`], [`Error::Thread`].
+    /// longer than `PING_MAX`), `Error::NoMem`, `Error::Thread`,
+    /// [`Error::Fd`].
     pub fn new<H: Handler>(options: Options, handler: H) -> Result<Monitor> {
         check_timing(options.interval_ms, options.timeout_ms)?;
         let (ping, len) = match options.ping {
@@ -334,25 +454,36 @@ impl Monitor {
         let pings = !matches!(ping, PingMode::None);
         let now = os::now_ns();
         let sched = Sched::new(options.interval_ms, options.timeout_ms, pings, len, now)?;
+        let mut batch = Vec::new();
+        batch.try_reserve_exact(BATCH).map_err(|_| Error::NoMem)?;
+        let handler: Box<dyn Handler> = os::try_box(handler)?;
+        let threaded = options.mode == Mode::Thread;
+        let timer = if threaded {
+            None
+        } else {
+            Some(os::Timer::new()?)
+        };
         let core = os::try_box(Core {
             refs: AtomicUsize::new(1),
             table: Table::new()?,
             inner: os::Mutex::new(Inner {
                 sched,
-                busy: None,
-                waiters: 0,
-                sleep_until: 0,
+                batch,
+                driving: threaded,
+                armed: NEVER,
                 shutdown: false,
                 stats: Stats::default(),
             })?,
             wake: os::Cond::new()?,
             done: os::Cond::new()?,
             ping,
+            handler: UnsafeCell::new(Some(handler)),
+            timer,
             thread: UnsafeCell::new(None),
             pid: os::pid(),
-            cb_seq: AtomicU64::new(0),
+            stopping: AtomicBool::new(false),
             waits_on: AtomicPtr::new(ptr::null_mut()),
-            waits_seq: AtomicU64::new(0),
+            waits_fd: AtomicI32::new(-1),
             #[cfg(loom)]
             released: std::sync::atomic::AtomicBool::new(false),
         })?;
@@ -361,12 +492,21 @@ impl Monitor {
                 p: NonNull::from(Box::leak(core)),
             }),
         };
-        // SAFETY: `me` holds a reference. If spawn fails, it drops the
-        // closure, and with it this reference and the handler.
-        let for_thread = unsafe { CoreRef::acquire(me.core.p) };
-        let thread = os::spawn(move || run(for_thread, handler))?;
-        // SAFETY: nobody else reads `thread` before `me` is returned.
-        unsafe { *me.thread.get() = Some(thread) };
+        if threaded {
+            // SAFETY: `me` holds a reference. If spawn fails, it drops the
+            // closure, and with it this reference; `me` then releases the
+            // rest (its drop finds no thread and drops the handler).
+            let for_thread = unsafe { CoreRef::acquire(me.core.p) };
+            let thread = match os::spawn(move || run(for_thread)) {
+                Ok(t) => t,
+                Err(e) => {
+                    me.lock().driving = false; // nobody drives: drop takes the handler
+                    return Err(e);
+                }
+            };
+            // SAFETY: nobody else reads `thread` before `me` is returned.
+            unsafe { *me.thread.get() = Some(thread) };
+        }
         Ok(me)
     }
 
@@ -407,12 +547,13 @@ pub fn check_timing(interval_ms: u32, timeout_ms: u32) -> Result<()> {
 
 impl Drop for Monitor {
     /// Stops the monitor: no callback starts after this returns. If a
-    /// callback is running on another thread, waits for it and for the
-    /// thread's end. Called from one of this monitor's own callbacks, it
-    /// cannot wait for itself: the thread then stops as soon as that
-    /// callback returns. Called from a callback of another monitor whose
-    /// running callback is waiting for the caller's (see [`waits`]), it
-    /// does not wait either, as that would deadlock.
+    /// callback is running on another thread (the monitor thread, or a
+    /// thread inside `process()`), waits for it: for the thread's end, or
+    /// for the `process()` call to return. Called from one of this
+    /// monitor's own callbacks, it cannot wait for itself: the driver then
+    /// stops as soon as that callback returns. Called from a callback of
+    /// another monitor whose running callback is waiting for the caller's
+    /// (see `waits`), it does not wait either, as that would deadlock.
     ///
     /// In a child process made by fork() (the monitor's thread does not
     /// exist there, and its mutex may have been copied locked), it does
@@ -425,114 +566,102 @@ impl Drop for Monitor {
         }
         let mut g = c.lock();
         g.shutdown = true;
-        c.wake.notify_all();
+        c.set_stopping();
+        let own = c.drives();
         // SAFETY: the owner takes the thread once, here.
         let thread = unsafe { (*c.thread.get()).take() };
-        let registered = if thread.is_some() && g.busy.is_some() {
-            Some(waits::wait_for(c))
-        } else {
-            Some(Ok(waits::Waiting::none()))
-        };
-        drop(g);
+        let mut handler = None;
         if let Some(t) = thread {
-            match registered {
-                Some(Ok(w)) if !c.on_own_thread() => {
+            c.wake.notify_all();
+            let waiting = if own {
+                None
+            } else {
+                waits::wait_for(c, -1).ok()
+            };
+            drop(g);
+            match waiting {
+                Some(w) => {
                     t.join();
                     drop(w);
                 }
-                _ => t.detach(),
+                None => t.detach(),
             }
+        } else {
+            if g.driving && !own {
+                if let Ok(w) = waits::wait_for(c, -1) {
+                    while g.driving {
+                        c.done.wait(&mut g);
+                    }
+                    drop(w);
+                }
+            }
+            if !g.driving {
+                // Nobody drives (any more): the callbacks are ours to drop.
+                // SAFETY: `driving` is false under the lock, and shutdown
+                // keeps it so: no driver can start.
+                handler = unsafe { (*c.handler.get()).take() };
+            }
+            drop(g);
         }
+        // The handler (the application's user data) goes before the Core.
+        drop(handler);
         // SAFETY: the owner's reference, released once.
         unsafe { ManuallyDrop::drop(&mut self.core) };
     }
 }
 
-/// The monitor thread.
-fn run<H: Handler>(core: CoreRef, mut handler: H) {
+/// The monitor thread: one more driver of [`Core::drive`], which sleeps
+/// until the next event between batches.
+fn run(core: CoreRef) {
     os::name_thread(THREAD_NAME);
     let c: &Core = &core;
-    OWN_CORE.with(|x| x.set(c as *const Core as usize));
-    let mut g = c.lock();
-    while !g.shutdown {
-        let now = os::now_ns();
-        match g.sched.poll(&c.table, now) {
-            Some(Due::Ping {
-                fd,
-                generation,
-                offset,
-                late_ns,
-            }) => {
-                g.stats.record_late(late_ns);
-                c.begin(&mut g, fd);
-                drop(g);
-                let sent = match &c.ping {
-                    PingMode::Bytes(b) => os::send_ping(fd, &b[offset.min(b.len())..]),
-                    PingMode::Callback => {
-                        match catch_unwind(AssertUnwindSafe(|| handler.ping(c, fd))) {
-                            Ok(Ok(())) => Sent::Bytes(0),
-                            Ok(Err(e)) => os::classify(if e > 0 { e } else { libc::EIO }),
-                            Err(_) => Sent::WouldBlock,
-                        }
-                    }
-                    PingMode::None => Sent::WouldBlock,
-                };
-                let end = os::now_ns();
-                g = c.lock();
-                c.end(&mut g);
-                match sent {
-                    Sent::Bytes(_) => g.stats.pings += 1,
-                    Sent::WouldBlock => g.stats.pings_blocked += 1,
-                    Sent::Failed(_) => g.stats.pings_failed += 1,
-                }
-                let death = g
-                    .sched
-                    .ping_done(&c.table, fd, generation, offset, sent, now, end);
-                // A ping callback may have freed the monitor: then no other
-                // callback starts, not even this fd's dead callback.
-                if let (Some(why), false) = (death, g.shutdown) {
-                    g = deliver(c, g, &mut handler, fd, why);
-                }
+    as_driver(c, || {
+        let mut g = c.lock();
+        // SAFETY: the thread is the driver for good (`driving` was set at
+        // creation and only the thread's end clears it).
+        let mut handler = unsafe { (*c.handler.get()).take() };
+        while !g.shutdown {
+            let Some(h) = handler.as_deref_mut() else {
+                break;
+            };
+            let now = os::now_ns();
+            g = c.drive(g, h, now).0;
+            if g.shutdown {
+                break;
             }
-            Some(Due::Dead { fd, why }) => g = deliver(c, g, &mut handler, fd, why),
-            None => {
-                let wake = g.sched.next_wake(now);
-                g.sleep_until = wake.unwrap_or(u64::MAX);
-                match wake {
-                    Some(t) => c.wake.wait_until(&mut g, t),
-                    None => c.wake.wait(&mut g),
-                }
-                g.sleep_until = 0;
-                g.stats.wakeups += 1;
+            let now = os::now_ns();
+            let wake = g.sched.next_wake(&c.table, now);
+            if wake.is_some_and(|t| t <= now) {
+                continue; // came due while the batch ran
             }
+            g.armed = wake.unwrap_or(NEVER);
+            match wake {
+                Some(t) => c.wake.wait_until(&mut g, t),
+                None => c.wake.wait(&mut g),
+            }
+            g.armed = 0;
+            g.stats.wakeups += 1;
         }
-    }
-    drop(g);
-    OWN_CORE.with(|x| x.set(0));
-    // The handler (the application's user data) goes before the Core.
-    drop(handler);
-}
-
-/// Runs the dead callback for `fd` without the lock; returns with it.
-fn deliver<'a, H: Handler>(
-    c: &'a Core,
-    mut g: os::Guard<'a, Inner>,
-    handler: &mut H,
-    fd: RawFd,
-    why: Death,
-) -> os::Guard<'a, Inner> {
-    c.begin(&mut g, fd);
-    g.stats.deaths += 1;
-    drop(g);
-    let _ = catch_unwind(AssertUnwindSafe(|| handler.dead(c, fd, why)));
-    let mut g = c.lock();
-    c.end(&mut g);
-    g
+        g.driving = false;
+        drop(g);
+        // The handler (the application's user data) goes before the Core.
+        drop(handler);
+    });
 }
 
 impl Core {
-    fn on_own_thread(&self) -> bool {
-        OWN_CORE.with(|c| c.get()) == self as *const Core as usize
+    /// Whether this thread is running one of this monitor's callbacks
+    /// (possibly with another monitor's `process()` nested inside it).
+    fn drives(&self) -> bool {
+        let mut f = DRIVING.with(|d| d.get()) as *const Frame;
+        // SAFETY: the chain of live Frames (see as_driver).
+        while let Some(frame) = unsafe { f.as_ref() } {
+            if ptr::eq(frame.core, self) {
+                return true;
+            }
+            f = frame.prev as *const Frame;
+        }
+        false
     }
 
     fn lock(&self) -> os::Guard<'_, Inner> {
@@ -544,39 +673,244 @@ impl Core {
         self.inner.lock()
     }
 
-    /// Holds the lock: a ping or callback for `fd` starts on the monitor
-    /// thread.
-    fn begin(&self, g: &mut os::Guard<'_, Inner>, fd: RawFd) {
-        g.busy = Some(fd);
-        self.cb_seq.fetch_add(1, Ordering::AcqRel);
+    // The stop flag is read by the driver without the lock, before each
+    // event; like the slot accessors, these two are never inlined, so that
+    // the valgrind race check's suppressions (c-tests/monitor/monitor.supp)
+    // can name them.
+
+    /// Whether `free()` was called: the driver starts no further callback.
+    #[inline(never)]
+    fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
     }
 
-    /// Holds the lock: the ping or callback on `busy` ended; wake `unwatch`.
-    fn end(&self, g: &mut os::Guard<'_, Inner>) {
-        g.busy = None;
-        self.cb_seq.fetch_add(1, Ordering::AcqRel);
-        if g.waiters > 0 {
-            self.done.notify_all();
+    /// `free()` was called (the caller holds the lock).
+    #[inline(never)]
+    fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Release);
+    }
+
+    /// The driver's work: takes every event due at `now` (in batches of up
+    /// to [`BATCH`], one lock acquisition each), runs each batch without
+    /// the lock, and records what it did at the next acquisition (which
+    /// also takes the next batch: the deaths of pings that failed, then
+    /// what is still due of what was due at `now`). Returns with the lock,
+    /// and the number of pings and callbacks run.
+    fn drive<'a>(
+        &'a self,
+        mut g: os::Guard<'a, Inner>,
+        h: &mut dyn Handler,
+        now: u64,
+    ) -> (os::Guard<'a, Inner>, usize) {
+        let mut batch = std::mem::take(&mut g.batch);
+        let mut handled = 0;
+        let mut sweep = true;
+        let mut now = now;
+        loop {
+            // What the last batch did; deaths of failed sends become the
+            // start of the next one.
+            let mut keep = 0;
+            for i in 0..batch.len() {
+                let e = batch[i];
+                if !e.ran {
+                    continue;
+                }
+                match e.what {
+                    What::Ping { generation, offset } => {
+                        match e.sent {
+                            Sent::Bytes(_) => g.stats.pings += 1,
+                            Sent::WouldBlock => g.stats.pings_blocked += 1,
+                            Sent::Failed(_) => g.stats.pings_failed += 1,
+                        }
+                        let death = g.sched.ping_done(
+                            &self.table,
+                            e.fd,
+                            generation,
+                            offset,
+                            e.sent,
+                            e.start,
+                            e.end,
+                        );
+                        // A ping callback may have freed the monitor: then
+                        // no other callback starts, not even this death.
+                        if let (Some(why), false) = (death, g.shutdown) {
+                            if let Some(s) = self.table.slot(e.fd) {
+                                s.doom();
+                            }
+                            batch[keep] = Event::new(e.fd, What::Dead(why));
+                            keep += 1;
+                        }
+                    }
+                    What::Dead(_) => g.stats.deaths += 1,
+                }
+            }
+            batch.truncate(keep);
+            if g.shutdown {
+                break; // nothing was kept
+            }
+            if sweep {
+                g.sched.prepare(&self.table, now, BATCH);
+            } else {
+                now = os::now_ns();
+                g.sched.prepare_no_sweep(&self.table, BATCH);
+            }
+            while batch.len() < BATCH {
+                let Some(d) = g.sched.poll(&self.table, now, false) else {
+                    break;
+                };
+                let e = match d {
+                    Due::Ping {
+                        fd,
+                        generation,
+                        offset,
+                        late_ns,
+                    } => {
+                        g.stats.record_late(late_ns);
+                        if let Some(s) = self.table.slot(fd) {
+                            s.set_busy();
+                        }
+                        Event::new(fd, What::Ping { generation, offset })
+                    }
+                    Due::Dead { fd, why } => {
+                        if let Some(s) = self.table.slot(fd) {
+                            s.doom();
+                        }
+                        Event::new(fd, What::Dead(why))
+                    }
+                };
+                batch.push(e); // within the capacity: no allocation
+            }
+            sweep = false;
+            if batch.is_empty() {
+                break;
+            }
+            drop(g);
+            handled += self.run_batch(&mut batch, h);
+            g = self.lock();
         }
+        g.batch = batch;
+        (g, handled)
+    }
+
+    /// Runs the pings and callbacks of a batch, without the lock. Each fd's
+    /// event ends by clearing its busy mark (waking an `unwatch()` that
+    /// waits for it); an event whose fd was unwatched (or whose death was
+    /// cancelled by `unwatch()`) since the batch was taken is skipped, and
+    /// so is everything once the monitor is being freed.
+    fn run_batch(&self, batch: &mut [Event], h: &mut dyn Handler) -> usize {
+        let mut n = 0;
+        // The clock is read once per group of up to CLOCK_GROUP pings (a
+        // clock read costs about as much as the rest of a quick callback's
+        // bookkeeping): every ping of a group gets the read before the
+        // group as its start and the read after it as its end. Both bounds
+        // are conservative for the death rule (a start never later, an end
+        // never earlier than the truth: no false death); a death comes
+        // later by at most the duration of the other pings of its group.
+        let mut t = os::now_ns();
+        let mut group = 0; // index of the group's first ping
+        let mut in_group = 0;
+        for i in 0..batch.len() {
+            let e = &mut batch[i];
+            let Some(slot) = self.table.slot(e.fd) else {
+                continue; // cannot happen: taken fds have a chunk
+            };
+            if !self.stopping() {
+                match e.what {
+                    What::Ping { generation, offset } => {
+                        if watched_generation(slot.state()) == Some(generation) {
+                            e.sent = match &self.ping {
+                                PingMode::Bytes(b) => {
+                                    os::send_ping(e.fd, &b[offset.min(b.len())..])
+                                }
+                                PingMode::Callback => {
+                                    match catch_unwind(AssertUnwindSafe(|| h.ping(self, e.fd))) {
+                                        Ok(Ok(())) => Sent::Bytes(0),
+                                        Ok(Err(x)) => {
+                                            os::classify(if x > 0 { x } else { libc::EIO })
+                                        }
+                                        Err(_) => Sent::WouldBlock,
+                                    }
+                                }
+                                PingMode::None => Sent::WouldBlock,
+                            };
+                            e.start = t;
+                            e.ran = true;
+                            if in_group == 0 {
+                                group = i;
+                            }
+                            in_group += 1;
+                            n += 1;
+                        }
+                    }
+                    What::Dead(why) => {
+                        if slot.start_death() {
+                            let _ = catch_unwind(AssertUnwindSafe(|| h.dead(self, e.fd, why)));
+                            e.ran = true;
+                            n += 1;
+                            // The group's pings end here at the latest.
+                            t = Self::end_group(batch, group, i, &mut in_group);
+                        }
+                    }
+                }
+            }
+            if batch[i].is_ping() && in_group >= CLOCK_GROUP {
+                t = Self::end_group(batch, group, i + 1, &mut in_group);
+            }
+            if slot.end_busy() {
+                let g = self.lock();
+                self.done.notify_all();
+                drop(g);
+            }
+        }
+        if in_group > 0 {
+            Self::end_group(batch, group, batch.len(), &mut in_group);
+        }
+        n
+    }
+
+    /// Reads the clock and makes it the end of every ping that ran in
+    /// `batch[from..to]` (the open group); returns the reading, the start
+    /// of the next group.
+    fn end_group(batch: &mut [Event], from: usize, to: usize, in_group: &mut usize) -> u64 {
+        let t = os::now_ns();
+        if *in_group > 0 {
+            for e in &mut batch[from..to] {
+                if e.ran && e.is_ping() {
+                    e.end = t;
+                }
+            }
+            *in_group = 0;
+        }
+        t
+    }
+
+    /// The driver will look at `at` (ns) or earlier: wake the thread, or
+    /// arm the timer fd.
+    fn wake_at(&self, g: &mut os::Guard<'_, Inner>, at: u64) {
+        match &self.timer {
+            Some(t) => t.arm(at),
+            None => self.wake.notify_all(),
+        }
+        g.armed = at;
     }
 
     /// Starts watching `fd`: last heard = now, first ping within one
     /// interval (spread over the interval across fds), death as the
-    /// scheduler's rule says. [`Error::AlreadyWatched`] if it is watched,
+    /// scheduler's rule says. [`Error::AlreadyWatched`] if it is watched
+    /// (or declared dead, its dead callback not started yet),
     /// [`Error::Invalid`] if negative, [`Error::NoMem`] if the table cannot
-    /// grow.
+    /// grow. Wakes the driver if the new watch's first event is earlier
+    /// than its next look (thread-free mode: the timer fd becomes readable
+    /// in time).
     pub fn watch(&self, fd: RawFd) -> Result<()> {
         if fd < 0 {
             return Err(Error::Invalid);
         }
         let mut g = self.lock();
         let now = os::now_ns();
-        g.sched.watch(&self.table, fd, now)?;
-        // The new timer may be earlier than the thread's sleep.
-        if let Some(w) = g.sched.next_wake(now) {
-            if w < g.sleep_until {
-                self.wake.notify_all();
-            }
+        let due = g.sched.watch(&self.table, fd, now)?;
+        if due < g.armed {
+            self.wake_at(&mut g, due);
         }
         Ok(())
     }
@@ -611,18 +945,20 @@ impl Core {
     }
 
     /// Stops watching `fd`. Unless called from one of this monitor's
-    /// callbacks, waits for a ping or callback running for `fd` on the
-    /// monitor thread, and decides its result after that wait: when this
-    /// returns, `fd` is not watched and nothing touches it any more, even if
-    /// the running dead callback watched it again meanwhile.
+    /// callbacks, waits for a ping or callback of `fd` that the driver is
+    /// running (or has taken and not yet run), and decides its result after
+    /// that wait: when this returns, `fd` is not watched and nothing touches
+    /// it any more, even if the running dead callback watched it again
+    /// meanwhile.
     ///
     /// `Ok` if this call stopped a watch of `fd` (the one found at the call,
-    /// or one that `fd`'s running callback started during the wait);
-    /// [`Error::NotWatched`] if there was none; [`Error::Invalid`] if `fd`
-    /// is negative; [`Error::Deadlock`] (without waiting: the watch, if
+    /// one that `fd`'s running callback started during the wait, or one
+    /// declared dead whose dead callback had not started: it then never
+    /// runs); [`Error::NotWatched`] if there was none; [`Error::Invalid`] if
+    /// `fd` is negative; [`Error::Deadlock`] (without waiting: the watch, if
     /// any, is stopped, but the running callback may still use the fd) if
     /// called from a callback of another monitor whose running callback is
-    /// itself waiting for the caller's (see [`waits`]).
+    /// itself waiting for the caller's (see `waits`).
     pub fn unwatch(&self, fd: RawFd) -> Result<()> {
         if fd < 0 {
             return Err(Error::Invalid);
@@ -632,23 +968,46 @@ impl Core {
         loop {
             if g.sched.unwatch(&self.table, fd).is_ok() {
                 r = Ok(());
+                self.after_unwatch(&mut g);
             }
-            if g.busy != Some(fd) || self.on_own_thread() {
-                return r;
+            if self.drives() {
+                return r; // the running callback is the caller
             }
-            // A ping or callback for fd is running: wait for it (then look
-            // again: it may have watched fd again), unless waiting would
-            // deadlock.
-            let w = waits::wait_for(self)?;
-            g.waiters += 1;
+            match self.table.slot(fd) {
+                Some(s) if s.mark_waited() => {}
+                _ => return r,
+            }
+            // The driver has an event of fd in hand: wait for it (then look
+            // again: its dead callback may have watched fd again), unless
+            // waiting would deadlock.
+            let w = waits::wait_for(self, fd)?;
             self.done.wait(&mut g);
-            g.waiters -= 1;
             drop(w);
             #[cfg(loom)]
             assert!(
                 !self.released.load(Ordering::SeqCst),
                 "monitor used after release"
             );
+        }
+    }
+
+    /// Thread-free mode: a watch went, so the timer may now be armed too
+    /// early (the fd would become readable with nothing due): arm it at the
+    /// next event. Costs a system call only when the fd that went was the
+    /// first due.
+    fn after_unwatch(&self, g: &mut os::Guard<'_, Inner>) {
+        let Some(timer) = &self.timer else {
+            return;
+        };
+        let armed = g.armed;
+        if armed == 0 || armed == NEVER {
+            return; // the driver runs (and will arm), or nothing is armed
+        }
+        let now = os::now_ns();
+        let next = g.sched.next_wake(&self.table, now).unwrap_or(NEVER);
+        if next > armed && !(armed <= now && next <= now) {
+            timer.arm(next);
+            g.armed = next;
         }
     }
 
@@ -659,26 +1018,111 @@ impl Core {
         s.watched = g.sched.watched() as u64;
         s
     }
+
+    /// Thread-free mode: runs every ping and death that is due, on the
+    /// calling thread (the callbacks run inside this call), then arms the
+    /// timer fd at the next event, so that it is readable afterwards exactly
+    /// when something is due again. Returns the number of pings and
+    /// callbacks run; 0 if nothing was due, and 0, doing nothing, when
+    /// another `process()` is running (on another thread, or from one of
+    /// this monitor's callbacks) or the monitor is being freed.
+    ///
+    /// [`Error::Mode`] if the monitor has a thread.
+    ///
+    /// The caller must keep the Core alive for the call (the C API holds a
+    /// counted reference): a callback may free the monitor, after which
+    /// this returns and the Core is released.
+    pub fn process(&self) -> Result<usize> {
+        let timer = self.timer.as_ref().ok_or(Error::Mode)?;
+        let mut g = self.lock();
+        if g.driving || g.shutdown {
+            return Ok(0);
+        }
+        g.driving = true;
+        let start = os::now_ns();
+        let was = g.armed;
+        let expired = start >= was;
+        if expired {
+            g.stats.wakeups += 1;
+        }
+        g.armed = 0;
+        // SAFETY: this call is the driver: `driving` was set under the lock.
+        let handler = unsafe { &mut *self.handler.get() };
+        let (mut g, n) = match handler.as_deref_mut() {
+            Some(h) => as_driver(self, || self.drive(g, h, start)),
+            None => (g, 0),
+        };
+        if g.shutdown {
+            // free() was called meanwhile: from a callback, or it waits for
+            // this call on another thread. The callbacks go now.
+            // SAFETY: still the driver.
+            let h = unsafe { (*self.handler.get()).take() };
+            g.driving = false;
+            self.done.notify_all();
+            drop(g);
+            drop(h);
+            return Ok(n);
+        }
+        let next = g
+            .sched
+            .next_wake(&self.table, os::now_ns())
+            .unwrap_or(NEVER);
+        if next != was || expired {
+            timer.arm(next);
+        }
+        g.armed = next;
+        g.driving = false;
+        Ok(n)
+    }
+
+    /// Thread-free mode: the timer fd (close-on-exec, non-blocking, level
+    /// triggered), readable when something is due. [`Error::Mode`] if the
+    /// monitor has a thread.
+    pub fn fd(&self) -> Result<RawFd> {
+        self.timer.as_ref().map(|t| t.fd()).ok_or(Error::Mode)
+    }
+
+    /// Thread-free mode: milliseconds until the next event is due, rounded
+    /// up (0: due now); None if nothing is watched. [`Error::Mode`] if the
+    /// monitor has a thread.
+    pub fn timeout_ms(&self) -> Result<Option<u64>> {
+        if self.timer.is_none() {
+            return Err(Error::Mode);
+        }
+        let g = self.lock();
+        let now = os::now_ns();
+        Ok(g.sched
+            .next_wake(&self.table, now)
+            .map(|t| (t - now).div_ceil(MS)))
+    }
+
+    /// The time the timer fd is armed at (loom models).
+    #[cfg(loom)]
+    fn timer_armed(&self) -> u64 {
+        self.timer.as_ref().map_or(NEVER, |t| t.armed())
+    }
 }
 
 /// The wait graph between monitors, to refuse the one wait that would
 /// deadlock for sure: monitor A's running callback waiting (in
-/// `B.unwatch()` or `free(B)`) for B's running callback, while that
-/// callback is itself waiting for A's. (Like two locks taken in opposite
-/// orders; the rule for applications: never wait, from a callback of A,
-/// for a callback of B whose callbacks wait for A.) Only such two-monitor
-/// cycles are detected; longer ones (A waits for B, B for C, C for A) are
-/// not, and deadlock.
+/// `B.unwatch()` or `free(B)`) for B's driver to finish an event (or to
+/// stop), while B's running callback is itself waiting for A's. (Like two
+/// locks taken in opposite orders; the rule for applications: never wait,
+/// from a callback of A, for a callback of B whose callbacks wait for A.)
+/// Only such two-monitor cycles are detected; longer ones (A waits for B, B
+/// for C, C for A) are not, and deadlock.
 ///
 /// Each monitor records, under one process-wide lock taken only when a
-/// callback has to wait for another monitor's callback, which monitor's
-/// callback its own running callback waits for, with that callback's
-/// `cb_seq`. A callback of A about to wait for B's running callback first
-/// checks whether B's record names A and A's current `cb_seq`: then B's
-/// callback waits for this very callback of A, and the wait is refused.
-/// Both records are checked and written under the same lock, so of two
-/// callbacks that start waiting for each other at the same time, the second
-/// sees the first's record.
+/// callback has to wait for another monitor, which monitor its own running
+/// callback waits for and for which of that monitor's fds (-1: for its
+/// driver to stop, in `free`). A callback of A about to wait for B checks
+/// whether B's record names A, and whether what B waits for is still
+/// pending (A's fd still has an unfinished event, or B waits for A's driver
+/// to stop): A's driver is the thread running this callback, so that can
+/// only finish after this callback returns, which it would not. Both records
+/// are checked and written under the same lock, so of two callbacks that
+/// start waiting for each other at the same time, the second sees the
+/// first's record.
 mod waits {
     use super::*;
 
@@ -699,39 +1143,33 @@ mod waits {
         GRAPH.lock().unwrap()
     }
 
-    /// A record "this monitor's callback waits for another's"; removed on
+    /// A record "this monitor's callback waits for another"; removed on
     /// drop.
     pub(crate) struct Waiting {
         me: *const Core,
     }
 
-    impl Waiting {
-        pub(crate) fn none() -> Waiting {
-            Waiting { me: ptr::null() }
-        }
-    }
-
-    /// Called with `target`'s lock held, while a callback runs on its
-    /// thread (so `target.cb_seq` is that callback's and cannot change),
-    /// before waiting for that callback: [`Error::Deadlock`] if the waiter
-    /// is a callback of another monitor for which that callback is waiting;
+    /// Called before waiting for `target`'s fd `fd` (-1: for `target`'s
+    /// driver to stop): [`Error::Deadlock`] if the waiter is a callback of
+    /// another monitor for which `target`'s running callback is waiting;
     /// otherwise records the wait.
-    pub(crate) fn wait_for(target: &Core) -> Result<Waiting> {
-        let me = OWN_CORE.with(|c| c.get()) as *const Core;
+    pub(crate) fn wait_for(target: &Core, fd: RawFd) -> Result<Waiting> {
+        let me = driving_core();
         if me.is_null() || ptr::eq(me, target) {
-            return Ok(Waiting::none());
+            return Ok(Waiting { me: ptr::null() });
         }
-        // SAFETY: `me` is the Core of the monitor thread we run on, which
-        // holds a reference to it while it runs.
+        // SAFETY: `me` is the Core whose callback runs on this thread; its
+        // driver holds a reference to it while it runs.
         let mine = unsafe { &*me };
         let _g = graph();
-        if ptr::eq(target.waits_on.load(Ordering::Acquire), me)
-            && target.waits_seq.load(Ordering::Acquire) == mine.cb_seq.load(Ordering::Acquire)
-        {
-            return Err(Error::Deadlock);
+        if ptr::eq(target.waits_on.load(Ordering::Acquire), me) {
+            let theirs = target.waits_fd.load(Ordering::Acquire);
+            let pending = theirs < 0 || mine.table.slot(theirs).is_some_and(|s| s.busy());
+            if pending {
+                return Err(Error::Deadlock);
+            }
         }
-        mine.waits_seq
-            .store(target.cb_seq.load(Ordering::Acquire), Ordering::Release);
+        mine.waits_fd.store(fd, Ordering::Release);
         mine.waits_on
             .store(target as *const Core as *mut Core, Ordering::Release);
         Ok(Waiting { me })
@@ -769,6 +1207,7 @@ mod tests {
             interval_ms: 20,
             timeout_ms: 60,
             ping,
+            mode: Mode::Thread,
         }
     }
 
@@ -897,5 +1336,341 @@ mod tests {
         let s = m.stats();
         assert_eq!((s.pings, s.pings_failed), (0, 1), "{s:?}");
         assert!(s.pings_blocked >= 2 && s.deaths >= 1, "{s:?}");
+    }
+
+    // --- batching, on the injected clock (thread-free mode: everything
+    // happens on the test's thread, whose clock os::fake sets) -------------
+
+    use std::sync::{Arc, Mutex as StdMutex};
+
+    const T0: u64 = 1_000_000 * MS;
+
+    fn loop_opts(ping: Ping, interval_ms: u32, timeout_ms: u32) -> Options {
+        Options {
+            interval_ms,
+            timeout_ms,
+            ping,
+            mode: Mode::Loop,
+        }
+    }
+
+    /// Records every callback; checks that none runs with the lock held.
+    #[derive(Default)]
+    struct Log {
+        events: Vec<(char, RawFd)>,
+        locked: usize,
+        nested: Vec<usize>,
+    }
+
+    struct Batcher {
+        log: Arc<StdMutex<Log>>,
+        /// Each ping callback takes this long (advances the fake clock).
+        ping_ns: u64,
+        /// Ping callbacks return this.
+        ping_result: std::result::Result<(), Errno>,
+        /// fd 1's dead callback unwatches fd 2.
+        unwatch_2: bool,
+        /// Callbacks call process() (which must do nothing).
+        nested_process: bool,
+    }
+
+    impl Batcher {
+        fn new() -> (Batcher, Arc<StdMutex<Log>>) {
+            let log = Arc::new(StdMutex::new(Log::default()));
+            (
+                Batcher {
+                    log: log.clone(),
+                    ping_ns: 0,
+                    ping_result: Ok(()),
+                    unwatch_2: false,
+                    nested_process: false,
+                },
+                log,
+            )
+        }
+
+        fn note(&mut self, m: &Core, what: char, fd: RawFd) {
+            let mut l = self.log.lock().unwrap();
+            l.events.push((what, fd));
+            if m.inner.held() {
+                l.locked += 1;
+            }
+            if self.nested_process {
+                l.nested.push(m.process().unwrap());
+            }
+        }
+    }
+
+    impl Handler for Batcher {
+        fn ping(&mut self, m: &Core, fd: RawFd) -> std::result::Result<(), Errno> {
+            self.note(m, 'p', fd);
+            if self.ping_ns > 0 {
+                os::fake::set(os::now_ns() + self.ping_ns);
+            }
+            self.ping_result
+        }
+        fn dead(&mut self, m: &Core, fd: RawFd, _: Death) {
+            self.note(m, 'd', fd);
+            if self.unwatch_2 && fd == 1 {
+                assert_eq!(m.unwatch(2), Ok(()), "cancels fd 2's pending death");
+            }
+        }
+    }
+
+    #[test]
+    fn one_lock_acquisition_per_batch_not_per_event() {
+        os::fake::set(T0);
+        let (h, log) = Batcher::new();
+        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3_600_000), h).unwrap();
+        for fd in 0..600 {
+            m.watch(fd).unwrap();
+        }
+        // Every first ping is due within one interval.
+        os::fake::set(T0 + 1000 * MS);
+        let l0 = os::fake::locks();
+        assert_eq!(m.process(), Ok(600));
+        let locks = os::fake::locks() - l0;
+        // One to start, then one per batch of up to BATCH events (which
+        // records the batch's results and takes the next one).
+        assert_eq!(
+            locks,
+            1 + 600u64.div_ceil(BATCH as u64),
+            "{locks} lock acquisitions"
+        );
+        let l = log.lock().unwrap();
+        assert_eq!(l.events.len(), 600);
+        assert_eq!(l.locked, 0, "callbacks ran with the lock held");
+        drop(l);
+        let s = m.stats();
+        assert_eq!((s.pings, s.deaths, s.wakeups), (600, 0, 1));
+        // Nothing due now: nothing happens, nothing changes, one lock.
+        let l0 = os::fake::locks();
+        assert_eq!(m.process(), Ok(0));
+        assert_eq!(os::fake::locks() - l0, 1);
+        assert_eq!(m.stats(), s);
+        assert_eq!(log.lock().unwrap().events.len(), 600);
+    }
+
+    #[test]
+    fn what_comes_due_while_process_runs_is_left_for_the_next_call() {
+        os::fake::set(T0);
+        let (mut h, log) = Batcher::new();
+        h.ping_ns = 5 * MS; // each ping callback takes 5 ms
+        let m = Monitor::new(loop_opts(Ping::Callback, 20, 3_600_000), h).unwrap();
+        for fd in 0..10 {
+            m.watch(fd).unwrap();
+        }
+        os::fake::set(T0 + 20 * MS);
+        // Ten first pings, 50 ms: the second pings come due meanwhile, and
+        // are not handled by this call (a bounded amount of work per call).
+        assert_eq!(m.process(), Ok(10));
+        assert_eq!(os::now_ns(), T0 + 70 * MS);
+        assert_eq!(m.timeout_ms(), Ok(Some(0)), "something is due now");
+        assert_eq!(
+            m.inner.lock().armed,
+            T0 + 70 * MS,
+            "the timer fd is readable at once"
+        );
+        // The next call: one ping per fd (the missed ones are skipped).
+        assert_eq!(m.process(), Ok(10));
+        assert_eq!(log.lock().unwrap().events.len(), 20);
+        assert!(m.stats().ping_late_max_us >= 45_000);
+    }
+
+    #[test]
+    fn deaths_of_failed_pings_come_in_the_same_call() {
+        os::fake::set(T0);
+        let (mut h, log) = Batcher::new();
+        h.ping_result = Err(libc::EPIPE);
+        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3000), h).unwrap();
+        for fd in 0..300 {
+            m.watch(fd).unwrap();
+        }
+        os::fake::set(T0 + 1000 * MS);
+        assert_eq!(m.process(), Ok(600));
+        let l = log.lock().unwrap();
+        assert_eq!(l.events.iter().filter(|e| e.0 == 'd').count(), 300);
+        // Each fd's death after its own ping.
+        for fd in 0..300 {
+            let p = l.events.iter().position(|&e| e == ('p', fd)).unwrap();
+            let d = l.events.iter().position(|&e| e == ('d', fd)).unwrap();
+            assert!(p < d);
+        }
+        drop(l);
+        let s = m.stats();
+        assert_eq!((s.watched, s.pings_failed, s.deaths), (0, 300, 300));
+        assert_eq!(m.timeout_ms(), Ok(None), "nothing watched");
+        assert_eq!(m.inner.lock().armed, NEVER, "the timer fd is disarmed");
+    }
+
+    #[test]
+    fn unwatch_from_a_callback_cancels_a_death_taken_in_the_same_batch() {
+        os::fake::set(T0);
+        let (mut h, log) = Batcher::new();
+        h.unwatch_2 = true;
+        let m = Monitor::new(loop_opts(Ping::None, 50, 100), h).unwrap();
+        m.watch(1).unwrap();
+        m.watch(2).unwrap();
+        // Both die at the same millisecond, in one batch; fd 1's dead
+        // callback unwatches fd 2, whose callback then never runs.
+        os::fake::set(T0 + 100 * MS);
+        assert_eq!(m.process(), Ok(1));
+        assert_eq!(log.lock().unwrap().events, vec![('d', 1)]);
+        assert_eq!(m.stats().deaths, 1);
+        assert_eq!(m.watch(2), Ok(()), "fd 2 is free again");
+    }
+
+    #[test]
+    fn process_from_a_callback_does_nothing() {
+        os::fake::set(T0);
+        let (mut h, log) = Batcher::new();
+        h.nested_process = true;
+        let m = Monitor::new(loop_opts(Ping::Callback, 10, 1000), h).unwrap();
+        for fd in 0..3 {
+            m.watch(fd).unwrap();
+        }
+        os::fake::set(T0 + 10 * MS);
+        assert_eq!(m.process(), Ok(3));
+        assert_eq!(log.lock().unwrap().nested, vec![0, 0, 0]);
+    }
+
+    #[test]
+    fn watch_of_an_earlier_event_rearms_the_timer() {
+        os::fake::set(T0);
+        let (h, _log) = Batcher::new();
+        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3000), h).unwrap();
+        let armed = || m.inner.lock().armed;
+        assert_eq!(armed(), NEVER);
+        assert_eq!(m.timeout_ms(), Ok(None));
+        // First pings of the 1st, 2nd, 3rd watch: 0, 618 and 236 ms after
+        // the watch (golden-ratio spreading).
+        m.watch(1).unwrap();
+        assert_eq!(armed(), T0);
+        assert_eq!(m.process(), Ok(1));
+        assert_eq!(armed(), T0 + 1000 * MS, "fd 1's next ping");
+        m.watch(2).unwrap();
+        assert_eq!(armed(), T0 + 619 * MS, "earlier: re-armed");
+        m.watch(3).unwrap();
+        assert_eq!(armed(), T0 + 237 * MS, "earlier again");
+        assert_eq!(m.timeout_ms(), Ok(Some(237)));
+        m.watch(4).unwrap(); // 854 ms: later, nothing changes
+        assert_eq!(armed(), T0 + 237 * MS);
+        // Unwatching the first due fd moves the timer to the next one, so
+        // that the fd does not become readable for nothing.
+        m.unwatch(3).unwrap();
+        assert_eq!(armed(), T0 + 619 * MS);
+        os::fake::set(T0 + 100 * MS);
+        assert_eq!(m.timeout_ms(), Ok(Some(519)));
+        for fd in [1, 2, 4] {
+            m.unwatch(fd).unwrap();
+        }
+        assert_eq!(armed(), NEVER);
+        assert_eq!(m.timeout_ms(), Ok(None));
+    }
+
+    #[test]
+    fn loop_calls_on_a_threaded_monitor_are_refused() {
+        let (tx, _rx) = mpsc::channel();
+        let m = Monitor::new(opts(Ping::None), H(tx)).unwrap();
+        assert_eq!(m.process(), Err(Error::Mode));
+        assert_eq!(m.fd(), Err(Error::Mode));
+        assert_eq!(m.timeout_ms(), Err(Error::Mode));
+        let (h, _log) = Batcher::new();
+        let l = Monitor::new(loop_opts(Ping::None, 10, 20), h).unwrap();
+        let fd = l.fd().unwrap();
+        // SAFETY: fcntl on the monitor's own open fd.
+        let (fdfl, fl) = unsafe {
+            (
+                libc::fcntl(fd, libc::F_GETFD),
+                libc::fcntl(fd, libc::F_GETFL),
+            )
+        };
+        assert_ne!(fdfl & libc::FD_CLOEXEC, 0);
+        assert_ne!(fl & libc::O_NONBLOCK, 0);
+    }
+
+    /// Callbacks that take random time and change the watch set: unwatch
+    /// another fd, watch their own again.
+    struct Churn {
+        seed: u64,
+        max_ns: u64,
+    }
+
+    impl Churn {
+        fn next(&mut self, n: u64) -> u64 {
+            self.seed = self
+                .seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (self.seed >> 33) % n
+        }
+        fn act(&mut self, m: &Core, fd: RawFd) {
+            let d = self.next(self.max_ns + 1);
+            os::fake::set(os::now_ns() + d);
+            match self.next(4) {
+                0 => {
+                    let _ = m.unwatch((fd + 1) % 16);
+                }
+                1 => {
+                    let _ = m.watch(fd);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    impl Handler for Churn {
+        fn ping(&mut self, m: &Core, fd: RawFd) -> std::result::Result<(), Errno> {
+            self.act(m, fd);
+            Ok(())
+        }
+        fn dead(&mut self, m: &Core, fd: RawFd, _: Death) {
+            self.act(m, fd);
+        }
+    }
+
+    #[test]
+    fn every_expiry_of_the_timer_finds_something_due() {
+        // Without alive() (which moves deadlines without touching the
+        // timer), the timer fd must be armed exactly at the first due
+        // event: a process() at that time always handles something, and
+        // the armed time is never later than what is due. Random watches,
+        // unwatches and callbacks that take random time and churn the
+        // watch set, with and without pings.
+        for (ping, iv, to) in [(Ping::None, 10, 40), (Ping::Callback, 7, 30)] {
+            for seed in 1..40u64 {
+                os::fake::set(T0);
+                let h = Churn {
+                    seed,
+                    max_ns: 3 * MS * (seed % 4),
+                };
+                let m = Monitor::new(loop_opts(ping.clone(), iv, to), h).unwrap();
+                let mut rng = Churn { seed, max_ns: 0 };
+                for step in 0..400 {
+                    match rng.next(3) {
+                        0 => {
+                            let _ = m.watch(rng.next(16) as RawFd);
+                        }
+                        1 => {
+                            let _ = m.unwatch(rng.next(16) as RawFd);
+                        }
+                        _ => {}
+                    }
+                    os::fake::set(os::now_ns() + rng.next(2 * MS));
+                    let armed = m.inner.lock().armed;
+                    let due = m.inner.lock().sched.next_wake(&m.table, 0).unwrap_or(NEVER);
+                    // Armed at the first due time, or (for something
+                    // overdue) at a time already past: readable now.
+                    assert!(
+                        armed == due || (armed > due && armed <= os::now_ns()),
+                        "seed {seed} step {step}: armed {armed}, first due {due}"
+                    );
+                    if armed != NEVER && os::now_ns() >= armed {
+                        let n = m.process().unwrap();
+                        assert!(n > 0, "seed {seed} step {step}: readable, nothing due");
+                    }
+                }
+            }
+        }
     }
 }

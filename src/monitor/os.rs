@@ -1,7 +1,7 @@
 //! The few system interfaces the monitor needs: the clock, a non-blocking
 //! send, fallible allocation, the monitor thread (created with every signal
-//! blocked, on the process's default thread stack), and a pthread mutex and
-//! condition variable.
+//! blocked, on the process's default thread stack), a pthread mutex and
+//! condition variable, and the timer fd of the thread-free mode.
 //!
 //! Why pthread and not `std::sync`: std's locks are built directly on futex
 //! system calls, which race detectors (valgrind's helgrind and DRD, TSan
@@ -22,7 +22,8 @@
 //!
 //! Under `--cfg loom` (the model checks in `loom_tests.rs`) the mutex, the
 //! condition variable, the thread, the lock-free atomics and the clock are
-//! loom's, so that loom explores every interleaving of the real monitor code.
+//! loom's, so that loom explores every interleaving of the real monitor code;
+//! the timer fd is a recorded "armed at" time that the models check.
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
@@ -37,9 +38,129 @@ use super::sched::Sent;
 /// `--cfg loom`, std's otherwise.
 pub(crate) mod atomic {
     #[cfg(loom)]
-    pub(crate) use loom::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
     #[cfg(not(loom))]
-    pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, AtomicUsize};
+}
+
+/// The thread-free monitor's timer: a timerfd on CLOCK_MONOTONIC
+/// (close-on-exec, non-blocking), armed at absolute times. Readable (level
+/// triggered) from the moment the armed time is reached until it is armed
+/// again; `arm` replaces the armed time and clears the readability of an
+/// expired one. The monitor never reads it.
+#[cfg(not(loom))]
+pub(crate) struct Timer {
+    fd: i32,
+}
+
+/// "Never" for [`Timer::arm`]: disarmed.
+pub(crate) const NEVER: u64 = u64::MAX;
+
+#[cfg(not(loom))]
+impl Timer {
+    /// [`Error::Fd`] with timerfd_create's errno (EMFILE, ENFILE, ENOMEM).
+    pub(crate) fn new() -> Result<Timer> {
+        // SAFETY: plain system call with constant arguments.
+        let fd = unsafe {
+            libc::timerfd_create(
+                libc::CLOCK_MONOTONIC,
+                libc::TFD_CLOEXEC | libc::TFD_NONBLOCK,
+            )
+        };
+        if fd < 0 {
+            return Err(Error::Fd(errno()));
+        }
+        Ok(Timer { fd })
+    }
+
+    pub(crate) fn fd(&self) -> i32 {
+        self.fd
+    }
+
+    /// Readable from CLOCK_MONOTONIC `at_ns` on ([`NEVER`]: never). A time
+    /// already past makes it readable at once.
+    pub(crate) fn arm(&self, at_ns: u64) {
+        let at = if at_ns == NEVER { 0 } else { at_ns.max(1) }; // 0 disarms
+        let spec = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: (at / 1_000_000_000) as libc::time_t,
+                tv_nsec: (at % 1_000_000_000) as libc::c_long,
+            },
+        };
+        // SAFETY: our own timerfd and a valid itimerspec; it cannot fail
+        // with these arguments (a valid fd, nanoseconds below 10^9).
+        unsafe {
+            libc::timerfd_settime(
+                self.fd,
+                libc::TFD_TIMER_ABSTIME,
+                &spec,
+                std::ptr::null_mut(),
+            )
+        };
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Timer {
+    fn drop(&mut self) {
+        // SAFETY: our own fd, closed once.
+        unsafe { libc::close(self.fd) };
+    }
+}
+
+/// Under loom: the armed time, for the models to check (always changed
+/// with the monitor's mutex held).
+#[cfg(loom)]
+pub(crate) struct Timer {
+    armed: std::sync::atomic::AtomicU64,
+}
+
+#[cfg(loom)]
+impl Timer {
+    pub(crate) fn new() -> Result<Timer> {
+        Ok(Timer {
+            armed: std::sync::atomic::AtomicU64::new(NEVER),
+        })
+    }
+
+    pub(crate) fn fd(&self) -> i32 {
+        1000
+    }
+
+    pub(crate) fn arm(&self, at_ns: u64) {
+        self.armed
+            .store(at_ns, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// When the fake fd becomes readable.
+    pub(crate) fn armed(&self) -> u64 {
+        self.armed.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The unit tests' injected clock: when set on a thread, [`now_ns`] on that
+/// thread returns it (the drivers' batching is tested on it).
+#[cfg(all(test, not(loom)))]
+pub(crate) mod fake {
+    use std::cell::Cell;
+
+    std::thread_local! {
+        pub(crate) static NOW: Cell<Option<u64>> = const { Cell::new(None) };
+        /// Mutex acquisitions made by this thread.
+        pub(crate) static LOCKS: Cell<u64> = const { Cell::new(0) };
+    }
+
+    pub(crate) fn set(t: u64) {
+        NOW.with(|n| n.set(Some(t)));
+    }
+
+    pub(crate) fn locks() -> u64 {
+        LOCKS.with(|l| l.get())
+    }
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (a vDSO call, about 20 ns with the TSC
@@ -47,6 +168,10 @@ pub(crate) mod atomic {
 #[cfg(not(loom))]
 #[inline]
 pub(crate) fn now_ns() -> u64 {
+    #[cfg(test)]
+    if let Some(t) = fake::NOW.with(|n| n.get()) {
+        return t;
+    }
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -264,6 +389,8 @@ impl<T> Mutex<T> {
     }
 
     pub(crate) fn lock(&self) -> Guard<'_, T> {
+        #[cfg(all(test, not(loom)))]
+        fake::LOCKS.with(|l| l.set(l.get() + 1));
         // SAFETY: an initialised, never-moved mutex. A default mutex can only
         // fail with EDEADLK-like errors on misuse, which the guard prevents.
         #[cfg(not(loom))]
@@ -274,6 +401,22 @@ impl<T> Mutex<T> {
             m: self,
             #[cfg(loom)]
             g: Some(self.raw.lock().unwrap()),
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+impl<T> Mutex<T> {
+    /// Whether some thread holds the mutex (for tests).
+    pub(crate) fn held(&self) -> bool {
+        // SAFETY: an initialised mutex; unlocked at once if we got it.
+        unsafe {
+            if libc::pthread_mutex_trylock(self.raw.get()) == 0 {
+                libc::pthread_mutex_unlock(self.raw.get());
+                false
+            } else {
+                true
+            }
         }
     }
 }

@@ -1,16 +1,42 @@
-//! The fd-indexed table: one lock-free [`Slot`] per fd (read by `alive()`
-//! without any lock) and one [`Node`] per fd (the scheduler's bookkeeping,
-//! touched only with the monitor's mutex held).
+//! The fd-indexed table: one 64-byte entry per fd number, holding the
+//! lock-free [`Slot`] that `alive()` reads and writes without any lock, and
+//! the [`Node`] of the scheduler's bookkeeping (touched only with the
+//! monitor's mutex held). Slot and node share one cache line, so the
+//! driver's work on an event costs one cache miss, not two (and the wheel
+//! keeps the fds of each millisecond in arrays, so that the driver can
+//! prefetch the entries of a whole batch at once: their misses overlap).
 //!
 //! Memory is allocated lazily in chunks of [`CHUNK`] fds, so a process that
 //! watches fds 0..N pays for about N entries, whatever the fd numbers'
 //! spread within a chunk. Chunks are never freed before the table is
 //! dropped, so a reference to a slot stays valid for the table's lifetime.
 //!
-//! False sharing: slots of neighbouring fds (typically connections accepted
-//! one after the other and served by different threads) are placed 128 bytes
-//! apart (two cache lines: the adjacent-line prefetcher pairs lines), so two
-//! threads calling `alive()` on fds `n` and `n + 1` never write the same line.
+//! False sharing: entries of neighbouring fds (typically connections
+//! accepted one after the other and served by different threads) are placed
+//! 128 bytes apart (two cache lines: the adjacent-line prefetcher pairs
+//! lines), so two threads calling `alive()` on fds `n` and `n + 1` never
+//! write the same line or the same pair of lines.
+//!
+//! # The state word
+//!
+//! [`Slot`]'s state is `generation << 4 | DOOMED | WAITED | BUSY | WATCHED`:
+//! - `WATCHED`: the fd is watched (what `alive()` checks);
+//! - `BUSY`: the driver took an event of this fd (a ping or its death) into
+//!   the batch it is running, and has not finished it: `unwatch()` waits
+//!   for that (the "busy fd" marker);
+//! - `WAITED`: an `unwatch()` waits for `BUSY` to clear and must be woken;
+//! - `DOOMED`: the fd was declared dead (no longer `WATCHED`) and its dead
+//!   callback has not started: `unwatch()` cancels it by clearing the bit,
+//!   the driver starts the callback only if it clears the bit itself.
+//!
+//! `WATCHED`, `DOOMED` and the generation change with the monitor's mutex
+//! held (watch, unwatch, death), except that the driver clears `DOOMED`
+//! when it starts a dead callback; `BUSY` is set with the mutex held (when
+//! the driver takes a batch) and cleared by the driver without it, when the
+//! event is done: that is why every change is an atomic read-modify-write
+//! of the one word, so that none is lost. Because all of it is one
+//! location, the protocol between the driver and `unwatch()` needs no
+//! ordering between different variables (see `Slot::end_busy`).
 
 #[cfg(not(loom))]
 use std::alloc::{alloc_zeroed, Layout};
@@ -19,7 +45,7 @@ use std::ptr;
 // (see [`Node`]): they stay std's under loom too, which models the mutex;
 // the slot's and the directory's are read without the mutex and are loom's
 // there (os::atomic).
-use std::sync::atomic::{AtomicI32, AtomicU32, AtomicU64 as NodeU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64 as NodeU64, Ordering};
 
 use super::os::atomic::{AtomicPtr, AtomicU64};
 use crate::error::{Error, Result};
@@ -38,18 +64,29 @@ pub(crate) const CHUNK: usize = 1 << CHUNK_BITS;
 const DIR_LEN: usize = 1 << (31 - CHUNK_BITS);
 #[cfg(loom)]
 const DIR_LEN: usize = 4;
-/// Slots per 128-byte stride (a slot is 16 bytes).
+/// Entries per 128-byte stride (an entry is 64 bytes).
 #[cfg(not(loom))]
-const PER_STRIDE: usize = 128 / std::mem::size_of::<Slot>();
+const PER_STRIDE: usize = 128 / std::mem::size_of::<Entry>();
 /// Number of strides in a chunk.
 #[cfg(not(loom))]
 const STRIDES: usize = CHUNK / PER_STRIDE;
 
+/// The state word's bits (see the module's documentation).
+pub(crate) const WATCHED: u64 = 1;
+/// The driver has an unfinished event of this fd in its batch.
+pub(crate) const BUSY: u64 = 2;
+/// An `unwatch()` waits for `BUSY` to clear.
+pub(crate) const WAITED: u64 = 4;
+/// Declared dead; the dead callback has not started.
+pub(crate) const DOOMED: u64 = 8;
+/// Where the generation starts in the state word.
+pub(crate) const GEN_SHIFT: u32 = 4;
+
 /// The part of an fd's entry that `alive()` touches, without any lock.
 #[repr(C)]
 pub(crate) struct Slot {
-    /// `generation << 1 | watched`. Written only with the monitor's mutex
-    /// held (watch, unwatch, death); read by anyone.
+    /// `generation << 4 | DOOMED | WAITED | BUSY | WATCHED` (module
+    /// documentation).
     state: AtomicU64,
     /// CLOCK_MONOTONIC nanoseconds at which the peer was last heard from.
     heard: AtomicU64,
@@ -63,19 +100,109 @@ impl Slot {
     /// Whether the fd is watched, by the state word.
     #[inline(never)]
     pub(crate) fn watched(&self) -> bool {
-        self.state.load(Ordering::Acquire) & 1 == 1
+        self.state.load(Ordering::Acquire) & WATCHED != 0
     }
 
-    /// The state word (`generation << 1 | watched`).
+    /// The state word.
     #[inline(never)]
     pub(crate) fn state(&self) -> u64 {
         self.state.load(Ordering::Acquire)
     }
 
-    /// Sets the state word (monitor mutex held).
+    /// Whether the fd is watched or its death is pending: a new watch is
+    /// refused then.
     #[inline(never)]
-    pub(crate) fn set_state(&self, v: u64) {
-        self.state.store(v, Ordering::Release);
+    pub(crate) fn taken(&self) -> bool {
+        self.state.load(Ordering::Acquire) & (WATCHED | DOOMED) != 0
+    }
+
+    /// Starts watch `generation` (monitor mutex held; the fd is neither
+    /// watched nor doomed): the driver may be clearing `BUSY` meanwhile,
+    /// which is kept as it is.
+    #[inline(never)]
+    pub(crate) fn start_watch(&self, generation: u64) {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            let new = generation << GEN_SHIFT | WATCHED | (s & (BUSY | WAITED));
+            match self
+                .state
+                .compare_exchange_weak(s, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return,
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Stops the watch, or cancels a death whose callback has not started
+    /// (monitor mutex held); returns the state before (so the caller sees
+    /// which of the two it was).
+    #[inline(never)]
+    pub(crate) fn stop_watch(&self) -> u64 {
+        self.state.fetch_and(!(WATCHED | DOOMED), Ordering::AcqRel)
+    }
+
+    /// The driver took a ping of this fd into its batch (monitor mutex
+    /// held).
+    #[inline(never)]
+    pub(crate) fn set_busy(&self) {
+        self.state.fetch_or(BUSY, Ordering::AcqRel);
+    }
+
+    /// The driver took this fd's death into its batch (monitor mutex held;
+    /// the fd is no longer watched).
+    #[inline(never)]
+    pub(crate) fn doom(&self) {
+        self.state.fetch_or(BUSY | DOOMED, Ordering::AcqRel);
+    }
+
+    /// The driver is about to start the dead callback (no lock held): true
+    /// if it may, false if an `unwatch()` cancelled the death first.
+    #[inline(never)]
+    pub(crate) fn start_death(&self) -> bool {
+        self.state.fetch_and(!DOOMED, Ordering::AcqRel) & DOOMED != 0
+    }
+
+    /// The driver finished (or skipped) the event of this fd (no lock
+    /// held). True if an `unwatch()` waits for it: the caller must then
+    /// wake the waiters (under the mutex, which the waiter holds from
+    /// [`Slot::mark_waited`] until it sleeps, so the wake-up cannot come
+    /// too early).
+    #[inline(never)]
+    pub(crate) fn end_busy(&self) -> bool {
+        self.state.fetch_and(!(BUSY | WAITED), Ordering::AcqRel) & WAITED != 0
+    }
+
+    /// Called by `unwatch()` with the monitor's mutex held: if the driver
+    /// has an unfinished event of this fd, records that a waiter must be
+    /// woken when it ends and returns true (the caller then sleeps on the
+    /// condition variable without releasing the mutex in between);
+    /// otherwise false. One location: either this sees `BUSY` and sets
+    /// `WAITED` before the driver's [`Slot::end_busy`] (which then sees
+    /// `WAITED`), or it sees `BUSY` already cleared.
+    #[inline(never)]
+    pub(crate) fn mark_waited(&self) -> bool {
+        let mut s = self.state.load(Ordering::Acquire);
+        loop {
+            if s & BUSY == 0 {
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                s,
+                s | WAITED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => s = now,
+            }
+        }
+    }
+
+    /// Whether the driver has an unfinished event of this fd.
+    #[inline(never)]
+    pub(crate) fn busy(&self) -> bool {
+        self.state.load(Ordering::Acquire) & BUSY != 0
     }
 
     /// When the peer was last heard from (ns).
@@ -91,17 +218,21 @@ impl Slot {
     }
 }
 
+/// The generation of a watched fd, from its state word, or None.
+pub(crate) fn watched_generation(state: u64) -> Option<u64> {
+    (state & WATCHED != 0).then_some(state >> GEN_SHIFT)
+}
+
 /// The scheduler's entry for an fd. Only ever accessed with the monitor's
 /// mutex held: the atomics are there so that the table can be shared safely
 /// without `unsafe`; with Relaxed ordering they compile to plain moves.
 #[derive(Default)]
 pub(crate) struct Node {
-    /// Previous fd in the same wheel list (-1: none).
-    pub(crate) prev: AtomicI32,
-    /// Next fd in the same wheel list (-1: none).
-    pub(crate) next: AtomicI32,
-    /// Which list the node is in: 0 = none, k + 1 = list k.
+    /// Where the fd is in the wheel: 0 = nowhere, 1 = in a list (`pos` is
+    /// block << 4 | index), 2 = in the far heap (`pos` is the heap index).
     pub(crate) list: AtomicU32,
+    /// See `list`.
+    pub(crate) pos: AtomicU32,
     /// Bytes of the current ping already sent (0: no partial ping pending).
     pub(crate) ping_off: AtomicU32,
     /// Wheel due time, milliseconds.
@@ -119,9 +250,15 @@ pub(crate) struct Node {
 /// "No time" in [`Node::pend_start`].
 pub(crate) const NONE_NS: u64 = u64::MAX;
 
+/// One fd's entry: 64 bytes, one cache line.
+#[repr(C, align(64))]
+struct Entry {
+    slot: Slot,
+    node: Node,
+}
+
 struct Chunk {
-    slots: [Slot; CHUNK],
-    nodes: [Node; CHUNK],
+    entries: [Entry; CHUNK],
 }
 
 /// The table: a fixed directory of lazily allocated chunks.
@@ -156,8 +293,8 @@ fn zeroed_chunk() -> Option<Box<Chunk>> {
     if p.is_null() {
         return None;
     }
-    // SAFETY: fresh allocation with Chunk's layout; Chunk is made only of
-    // atomics, for which all-zero is a valid value.
+    // SAFETY: fresh allocation with Chunk's layout (64-byte aligned); Chunk
+    // is made only of atomics, for which all-zero is a valid value.
     Some(unsafe { Box::from_raw(p) })
 }
 
@@ -166,11 +303,13 @@ fn zeroed_chunk() -> Option<Box<Chunk>> {
 #[cfg(loom)]
 fn zeroed_chunk() -> Option<Box<Chunk>> {
     super::os::try_box(Chunk {
-        slots: std::array::from_fn(|_| Slot {
-            state: AtomicU64::new(0),
-            heard: AtomicU64::new(0),
+        entries: std::array::from_fn(|_| Entry {
+            slot: Slot {
+                state: AtomicU64::new(0),
+                heard: AtomicU64::new(0),
+            },
+            node: Node::default(),
         }),
-        nodes: std::array::from_fn(|_| Node::default()),
     })
     .ok()
 }
@@ -180,7 +319,7 @@ fn zeroed_slice<T>(n: usize) -> Option<Box<[AtomicPtr<T>]>> {
     Some((0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect())
 }
 
-/// Where fd `i` of a chunk lives in the chunk's slot array.
+/// Where fd `i` of a chunk lives in the chunk's entry array.
 #[cfg(not(loom))]
 #[inline]
 fn swizzle(i: usize) -> usize {
@@ -211,18 +350,64 @@ impl Table {
         unsafe { p.as_ref() }
     }
 
+    #[inline]
+    fn entry(&self, fd: i32) -> Option<&Entry> {
+        let c = self.chunk(fd)?;
+        Some(&c.entries[swizzle(fd as usize & (CHUNK - 1))])
+    }
+
+    /// The same lookup, inlined: for the scheduler, which holds the
+    /// monitor's mutex, as does `ensure` (the only writer of the
+    /// directory), so the race check needs no suppression for it.
+    #[inline(always)]
+    fn entry_locked(&self, fd: i32) -> Option<&Entry> {
+        let i = usize::try_from(fd).ok()?;
+        let p = self.dir.get(i >> CHUNK_BITS)?.load(Ordering::Acquire);
+        // SAFETY: as in `chunk`.
+        let c = unsafe { p.as_ref() }?;
+        Some(&c.entries[swizzle(i & (CHUNK - 1))])
+    }
+
+    /// [`Table::get`] for the scheduler (monitor mutex held).
+    #[inline]
+    pub(crate) fn get_locked(&self, fd: i32) -> Option<(&Slot, &Node)> {
+        self.entry_locked(fd).map(|e| (&e.slot, &e.node))
+    }
+
+    /// [`Table::node`] for the scheduler (monitor mutex held).
+    #[inline]
+    pub(crate) fn node_locked(&self, fd: i32) -> Option<&Node> {
+        self.entry_locked(fd).map(|e| &e.node)
+    }
+
+    /// [`Table::slot`] for the scheduler (monitor mutex held).
+    #[inline]
+    pub(crate) fn slot_locked(&self, fd: i32) -> Option<&Slot> {
+        self.entry_locked(fd).map(|e| &e.slot)
+    }
+
     /// The slot of `fd`, if its chunk exists (None for negative fds).
     #[inline]
     pub(crate) fn slot(&self, fd: i32) -> Option<&Slot> {
-        let c = self.chunk(fd)?;
-        Some(&c.slots[swizzle(fd as usize & (CHUNK - 1))])
+        self.entry(fd).map(|e| &e.slot)
     }
 
-    /// The node of `fd`, if its chunk exists.
+    /// Asks the CPU to bring `fd`'s entry into the cache (no effect on
+    /// what the program computes; a no-op where there is no such hint).
     #[inline]
-    pub(crate) fn node(&self, fd: i32) -> Option<&Node> {
-        let c = self.chunk(fd)?;
-        Some(&c.nodes[fd as usize & (CHUNK - 1)])
+    pub(crate) fn prefetch(&self, fd: i32) {
+        if let Some(e) = self.entry_locked(fd) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch is only a hint: it reads nothing the
+            // program sees and cannot fault; `e` is a valid address anyway.
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    e as *const Entry as *const i8,
+                );
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = e;
+        }
     }
 
     /// Makes sure the chunk of `fd` exists. Called with the monitor's mutex
@@ -270,10 +455,23 @@ mod tests {
             seen[p] = true;
             if i + 1 < CHUNK {
                 let q = swizzle(i + 1);
-                // 16-byte slots: at least 128 bytes apart.
-                assert!(p.abs_diff(q) * 16 >= 128, "{i}");
+                // 64-byte entries: at least 128 bytes apart.
+                assert!(p.abs_diff(q) * 64 >= 128, "{i}");
             }
         }
+    }
+
+    #[test]
+    fn entries_are_one_cache_line_each() {
+        assert_eq!(std::mem::size_of::<Entry>(), 64);
+        assert_eq!(std::mem::align_of::<Entry>(), 64);
+        assert_eq!(Table::chunk_bytes(), CHUNK * 64);
+        let t = Table::new().unwrap();
+        t.ensure(0).unwrap();
+        let (s, n) = t.get_locked(5).unwrap();
+        let (a, b) = (s as *const Slot as usize, n as *const Node as usize);
+        assert_eq!(a % 64, 0);
+        assert_eq!(b - a, 16, "slot and node share the line");
     }
 
     #[test]
@@ -288,9 +486,46 @@ mod tests {
         t.ensure(i32::MAX).unwrap();
         let s = t.slot(i32::MAX).unwrap();
         assert!(!s.watched());
-        s.set_state(3);
+        s.start_watch(1);
         assert!(s.watched());
-        assert_eq!(s.state(), 3);
-        assert_eq!(Table::chunk_bytes(), CHUNK * (16 + 48));
+        assert_eq!(watched_generation(s.state()), Some(1));
+    }
+
+    #[test]
+    fn the_busy_protocol_keeps_every_bit() {
+        let t = Table::new().unwrap();
+        t.ensure(0).unwrap();
+        let s = t.slot(0).unwrap();
+        s.start_watch(7);
+        // Nothing running: unwatch does not wait.
+        assert!(!s.mark_waited());
+        s.set_busy();
+        // The driver has an event of fd 0: unwatch stops the watch and
+        // waits; the driver's end says someone waits.
+        assert_ne!(s.stop_watch() & WATCHED, 0);
+        assert_eq!(s.stop_watch() & WATCHED, 0);
+        assert!(s.mark_waited());
+        assert!(s.busy());
+        // A watch started meanwhile (the dead callback's re-watch) keeps
+        // the busy and waited bits until the driver ends.
+        s.start_watch(8);
+        assert_eq!(s.state(), 8 << GEN_SHIFT | WATCHED | BUSY | WAITED);
+        assert!(s.end_busy());
+        assert_eq!(s.state(), 8 << GEN_SHIFT | WATCHED);
+        // Without a waiter, the end says so.
+        s.set_busy();
+        assert!(!s.end_busy());
+        assert_eq!(watched_generation(s.state()), Some(8));
+        // A death: doomed until the driver starts it, or unwatch cancels.
+        s.stop_watch();
+        s.doom();
+        assert!(s.taken() && !s.watched());
+        assert!(s.start_death());
+        assert!(!s.start_death());
+        assert!(!s.end_busy());
+        s.doom();
+        assert_ne!(s.stop_watch() & DOOMED, 0, "unwatch cancels");
+        assert!(!s.start_death(), "the driver then skips it");
+        assert!(!s.taken());
     }
 }
