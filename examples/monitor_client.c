@@ -74,9 +74,12 @@ int main(int argc, char **argv)
         heartbeat_monitor_alive(m, fd); /* we heard from the server */
     }
     unsigned long ms = 0;
-    heartbeat_monitor_last_heard_ms(m, fd, &ms);
-    printf("client: %d pongs, server last heard %lu ms ago, %s\n", pongs, ms,
-           atomic_load(&server_dead) ? "server dead" : "server alive");
+    /* After a death the fd is no longer watched: nothing to report then. */
+    if (heartbeat_monitor_last_heard_ms(m, fd, &ms) == HEARTBEAT_OK)
+        printf("client: %d pongs, server last heard %lu ms ago, server alive\n", pongs, ms);
+    else
+        printf("client: %d pongs, %s\n", pongs,
+               atomic_load(&server_dead) ? "server dead" : "connection ended");
     heartbeat_monitor_unwatch(m, fd); /* after this, nothing touches fd */
     close(fd);
     heartbeat_monitor_free(m);

@@ -7,9 +7,13 @@
 PRELOAD_SO := libheartbeat_preload.so
 
 .PHONY: preload-stage
+# Copied under a temporary name, then renamed: a program running with the
+# old copy preloaded keeps its mapping (cp over it would truncate the file
+# it has mapped).
 preload-stage: cargo-build
 	$(Q)mkdir -p $(BLIB)
-	$(Q)cp -f $(RUSTOUT)/$(PRELOAD_SO) $(BLIB)/$(PRELOAD_SO)
+	$(Q)cp -f $(RUSTOUT)/$(PRELOAD_SO) $(BLIB)/$(PRELOAD_SO).tmp
+	$(Q)mv -f $(BLIB)/$(PRELOAD_SO).tmp $(BLIB)/$(PRELOAD_SO)
 lib: preload-stage
 
 # One recipe line each (a newline, not a space, separates them from what
