@@ -303,10 +303,12 @@ def test_unwatch_from_inside_a_callback_run_by_process() -> None:
     a, a2 = tcp_pair()
     b, b2 = tcp_pair()
     pinged: List[Any] = []
+    nested: List[int] = []
     holder: List[hb.LoopMonitor] = []
 
     def ping(conn: socket.socket) -> None:
         pinged.append(conn)
+        nested.append(holder[0].process())  # a nested call does nothing
         holder[0].unwatch(a)  # itself, and the other one
         holder[0].unwatch(b)
 
@@ -318,7 +320,7 @@ def test_unwatch_from_inside_a_callback_run_by_process() -> None:
         while not pinged and time.monotonic() < end:
             if readable(mon.fileno(), 0.1):
                 mon.process()
-        assert len(pinged) == 1
+        assert len(pinged) == 1 and nested == [0]
         assert mon.stats().watched == 0
         assert mon.timeout_ms() == -1, "nothing watched: the fd is disarmed"
         assert not readable(mon.fileno(), 0.2)
@@ -604,10 +606,11 @@ def test_close_from_another_thread_than_the_running_loops_is_refused() -> None:
         seen: List[BaseException] = []
 
         def other() -> None:
-            try:
-                mon.close()
-            except RuntimeError as e:
-                seen.append(e)
+            for call in (mon.close, mon.detach):
+                try:
+                    call()
+                except RuntimeError as e:
+                    seen.append(e)
 
         t = threading.Thread(target=other)
         t.start()
@@ -624,10 +627,11 @@ def test_close_from_another_thread_than_the_running_loops_is_refused() -> None:
         threading.Thread(target=lambda: loop.call_soon_threadsafe(close_there)).start()
         await done.wait()
         assert mon.closed and mon.loop is None
+        assert len(seen) == 2 and "monitor.detach" in str(seen[1])
         return (seen[0] if seen else None), still_open
 
     exc, still_open = run(main())
-    assert isinstance(exc, RuntimeError) and "call_soon_threadsafe" in str(exc)
+    assert isinstance(exc, RuntimeError) and "call_soon_threadsafe(monitor.close)" in str(exc)
     assert still_open, "the refused close() changed nothing"
 
 

@@ -602,12 +602,15 @@ class LoopMonitor(Monitor):
         nothing happens until it is attached again or :meth:`process` is
         called. Does nothing if not attached. Call it from the loop's
         thread (RuntimeError otherwise, while that loop runs)."""
+        self._detach("detach")
+
+    def _detach(self, what: str) -> None:
         attached = self._attached
         if attached is None:
             return
         loop, fd = attached
         if not loop.is_closed():
-            self._check_thread(loop, "detach")
+            self._check_thread(loop, what)
             loop.remove_reader(fd)
         self._attached = None
 
@@ -617,7 +620,7 @@ class LoopMonitor(Monitor):
         thread than that of the running loop it is attached to, it raises
         RuntimeError and changes nothing (use
         ``loop.call_soon_threadsafe(monitor.close)``)."""
-        self.detach()
+        self._detach("close")
         super().close()
 
     def __repr__(self) -> str:
