@@ -7,9 +7,9 @@ How Python and the monitor's C thread meet
 
 - Callbacks (``ping`` when it is a callable, ``on_dead``) run on the
   monitor's C thread (for a :class:`LoopMonitor`: on the thread that calls
-  :meth:`LoopMonitor.process`, the loop's); ctypes takes the GIL for them. Every C call of this
-  module that can wait releases the GIL while it runs (the library is
-  loaded with ``ctypes.CDLL``, not ``PyDLL``), so :meth:`Monitor.close` and
+  :meth:`LoopMonitor.process`, the loop's); ctypes takes the GIL for them.
+  Every C call of this module that can wait releases the GIL while it runs
+  (the library is loaded with ``ctypes.CDLL``, not ``PyDLL``), so :meth:`Monitor.close` and
   :meth:`Monitor.unwatch`, which wait for a callback in progress, let that
   callback take the GIL and finish: no deadlock. Only ``alive()``, which is
   lock-free and makes no system call, keeps the GIL (see
@@ -115,9 +115,10 @@ class _State:
         self.on_dead = on_dead
         self.ping = ping
         self.on_error = on_error
-        # fd -> watch()'s conn (the socket by default): held while watched, so that a
-        # socket cannot be garbage collected (closing its fd, whose number
-        # another connection may then get) while the monitor pings it.
+        # fd -> watch()'s conn (the socket by default): held while
+        # watched, so that a socket cannot be garbage collected (closing
+        # its fd, whose number another connection may then get) while the
+        # monitor pings it.
         self.watched: Dict[int, Any] = {}
         # The thread running one of this monitor's callbacks, or 0.
         self.callback_thread = 0
