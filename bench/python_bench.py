@@ -16,7 +16,9 @@ per-round ratios.
   is what a Python programmer writes without the package; and beside the
   bare ctypes call of heartbeat() with no package code around it.
 - monitor.alive(): Monitor.alive(sock) on a watched socket, beside the
-  bare ctypes call of heartbeat_monitor_alive().
+  bare ctypes call of heartbeat_monitor_alive(); the same on a LoopMonitor
+  (the same C function), and LoopMonitor.process() with nothing due (what
+  a spurious wake-up of the loop costs).
 - status(): libheartbeat.status(sock) on a live connection (one
   heartbeat_status_ex() call, one getsockopt(TCP_INFO), and the Status
   value built from it), beside the bare ctypes call and beside
@@ -56,6 +58,10 @@ def main() -> None:
     mon = hb.Monitor(1000, 3_600_000, on_dead=lambda *a: None)  # no pings: its thread sleeps
     mon.watch(sock)
     ptr = mon._ptr
+    # The thread-free monitor on the same socket: nothing comes due in the run.
+    lmon = hb.LoopMonitor(1000, 3_600_000, on_dead=lambda *a: None)
+    lmon.watch(sock)
+    lalive, lprocess = lmon.alive, lmon.process
     configure, alive, status = hb.configure, mon.alive, hb.status
     raw_status_ex = _lib.LIB.heartbeat_status_ex
     status_out = _lib.StatusExStruct()
@@ -85,6 +91,14 @@ def main() -> None:
         for _ in range(n):
             alive(fd)
 
+    def v_loop_alive(n: int) -> None:
+        for _ in range(n):
+            lalive(sock)
+
+    def v_loop_process(n: int) -> None:
+        for _ in range(n):
+            lprocess()
+
     def v_raw_alive(n: int) -> None:
         for _ in range(n):
             raw_alive(ptr, fd)
@@ -109,6 +123,8 @@ def main() -> None:
         "monitor.alive(sock)": (v_alive, 50000),
         "monitor.alive(fd)": (v_alive_fd, 50000),
         "raw ctypes heartbeat_monitor_alive()": (v_raw_alive, 50000),
+        "loop monitor.alive(sock)": (v_loop_alive, 50000),
+        "loop monitor.process(), nothing due": (v_loop_process, 20000),
         "status(sock)": (v_status, 5000),
         "raw ctypes heartbeat_status_ex()": (v_raw_status, 5000),
         "sock.getsockopt(TCP_INFO)": (v_tcp_info, 5000),
@@ -123,6 +139,7 @@ def main() -> None:
             fn, n = variants[name]
             results[name].append(per_call_ns(fn, n))
     mon.close()
+    lmon.close()
     for s in (sock, peer, server):
         s.close()
 
@@ -142,6 +159,8 @@ def main() -> None:
     print(f"python configure ratio: {ratio:.2f}  (configure() / 4 x sock.setsockopt; goal <= 1.5)")
     print(f"python monitor.alive ns: {med['monitor.alive(sock)']:.0f}  (goal <= 1000)")
     print(f"python monitor.alive fd ns: {med['monitor.alive(fd)']:.0f}")
+    print(f"python loop monitor.alive ns: {med['loop monitor.alive(sock)']:.0f}  (LoopMonitor)")
+    print(f"python loop process ns: {med['loop monitor.process(), nothing due']:.0f}  (LoopMonitor, nothing due)")
     print(f"python raw ctypes alive ns: {med['raw ctypes heartbeat_monitor_alive()']:.0f}")
     print(f"python status ns: {med['status(sock)']:.0f}")
     print(f"python raw ctypes status_ex ns: {med['raw ctypes heartbeat_status_ex()']:.0f}")

@@ -39,7 +39,7 @@ python_mypy() {
     fi
     # The package and its tests, strictly typed (settings in python/pyproject.toml).
     python3 -m mypy --config-file python/pyproject.toml --cache-dir build/mypy-cache \
-        python/src/libheartbeat python/tests c-tests/python/junit_tap.py bench/python_bench.py &&
-        echo "ok - mypy --strict: python/src, python/tests, the bench and the report converter"
+        python/src/libheartbeat python/tests python/examples c-tests/python/junit_tap.py bench/python_bench.py &&
+        echo "ok - mypy --strict: python/src, python/tests, python/examples, the bench and the report converter"
 }
 run_tap python-mypy-strict python_mypy

@@ -25,7 +25,15 @@ CC = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
 #: The functions a 0.1.0 library had before heartbeat_status_ex(),
 #: heartbeat_config_within() and heartbeat_within() were added (issue 11).
 ADDED_BY_ISSUE_11 = ("heartbeat_status_ex", "heartbeat_config_within", "heartbeat_within")
-BEFORE_WITHIN = [f for f in _lib.FUNCTIONS if f not in ADDED_BY_ISSUE_11 and f != "heartbeat_version"]
+#: The thread-free monitor's functions (issue 10).
+ADDED_BY_ISSUE_10 = (
+    "heartbeat_monitor_new_loop",
+    "heartbeat_monitor_fd",
+    "heartbeat_monitor_timeout_ms",
+    "heartbeat_monitor_process",
+)
+BEFORE_LOOP = [f for f in _lib.FUNCTIONS if f not in ADDED_BY_ISSUE_10 and f != "heartbeat_version"]
+BEFORE_WITHIN = [f for f in BEFORE_LOOP if f not in ADDED_BY_ISSUE_11]
 
 
 def build_fake(
@@ -58,6 +66,7 @@ def fakes(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, Path]:
         "garbage": build_fake(base / "garbage", "banana"),
         "other": build_fake(base / "other", None),
         "before-within": build_fake(base / "before-within", "0.1.0", functions=BEFORE_WITHIN),
+        "before-loop": build_fake(base / "before-loop", "0.1.0", functions=BEFORE_LOOP),
     }
 
 
@@ -123,7 +132,15 @@ def test_import_with_a_wrong_path_fails_with_the_path() -> None:
         # A library from before issue 11 is refused, naming exactly what it lacks.
         (
             "before-within",
-            "version 0.1.0 lacks heartbeat_status_ex, heartbeat_config_within, heartbeat_within (too old?)",
+            "version 0.1.0 lacks heartbeat_status_ex, heartbeat_config_within, heartbeat_within, "
+            "heartbeat_monitor_new_loop, heartbeat_monitor_fd, heartbeat_monitor_timeout_ms, "
+            "heartbeat_monitor_process (too old?)",
+        ),
+        # One from before the thread-free monitor (issue 10): the same rule.
+        (
+            "before-loop",
+            "version 0.1.0 lacks heartbeat_monitor_new_loop, heartbeat_monitor_fd, "
+            "heartbeat_monitor_timeout_ms, heartbeat_monitor_process (too old?)",
         ),
     ],
 )

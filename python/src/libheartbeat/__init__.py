@@ -55,7 +55,7 @@ from .keepalive import (
     system_defaults,
     within,
 )
-from .monitor import Monitor, MonitorStats
+from .monitor import LoopMonitor, Monitor, MonitorStats
 
 #: This package's version.
 __version__ = "0.1.0"
@@ -81,6 +81,7 @@ __all__ = [
     "FdLike",
     "HeartbeatError",
     "LibraryError",
+    "LoopMonitor",
     "Monitor",
     "MonitorStats",
     "Peer",

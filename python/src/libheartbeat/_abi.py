@@ -157,7 +157,10 @@ _VP = ctypes.c_void_p  # struct heartbeat_monitor * (opaque)
 #: it was added, such as one without heartbeat_status_ex() and
 #: heartbeat_within()) is refused at import, naming what it lacks, rather
 #: than accepted with functions that fail later or status fields that read
-#: as unknown. Functions to be accepted as missing would go into OPTIONAL
+#: as unknown (and one without the thread-free monitor's four functions is
+#: refused too, though the threaded Monitor would work with it: one rule,
+#: "the package needs its whole header", says what a library must have).
+#: Functions to be accepted as missing would go into OPTIONAL
 #: (their wrapper then checks ``LIB`` for the attribute); none so far.
 #: heartbeat_status() is bound but not called: status() uses
 #: heartbeat_status_ex(), which reports the same seven fields and more.
@@ -181,6 +184,10 @@ FUNCTIONS: Dict[str, Tuple[Optional[type], List[type]]] = {
     "heartbeat_monitor_last_heard_ms": (c_int, [_VP, c_int, _P(c_ulong)]),
     "heartbeat_monitor_stats": (c_int, [_VP, _P(MonitorStatsStruct)]),
     "heartbeat_monitor_free": (None, [_VP]),
+    "heartbeat_monitor_new_loop": (_VP, [_P(MonitorOptionsStruct), _P(c_int)]),
+    "heartbeat_monitor_fd": (c_int, [_VP]),
+    "heartbeat_monitor_timeout_ms": (c_int, [_VP]),
+    "heartbeat_monitor_process": (c_int, [_VP]),
 }
 OPTIONAL: FrozenSet[str] = frozenset()
 #: Functions bound without ctypes argtypes, for speed: argtypes convert each

@@ -52,7 +52,9 @@ class Code(_OpenIntEnum):
     ERR_THREAD = -16
     ERR_ROLLBACK = -17
     ERR_WITHIN = -18
+    ERR_MODE = -19
     ERR_DEADLOCK = -20
+    ERR_FD = -21
 
     @property
     def c_name(self) -> str:

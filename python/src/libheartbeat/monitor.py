@@ -1,19 +1,24 @@
-"""Application-level heartbeats: :class:`Monitor` over ``heartbeat_monitor_*``.
+"""Application-level heartbeats: :class:`Monitor` over ``heartbeat_monitor_*``,
+and :class:`LoopMonitor`, the thread-free monitor that an asyncio loop (or
+any selector loop) drives.
 
 How Python and the monitor's C thread meet
 ------------------------------------------
 
 - Callbacks (``ping`` when it is a callable, ``on_dead``) run on the
-  monitor's C thread; ctypes takes the GIL for them. Every C call of this
-  module that can wait releases the GIL while it runs (the library is
-  loaded with ``ctypes.CDLL``, not ``PyDLL``), so :meth:`Monitor.close` and
+  monitor's C thread (for a :class:`LoopMonitor`: on the thread that calls
+  :meth:`LoopMonitor.process`, the loop's); ctypes takes the GIL for them.
+  Every C call of this module that can wait releases the GIL while it runs
+  (the library is loaded with ``ctypes.CDLL``, not ``PyDLL``), so :meth:`Monitor.close` and
   :meth:`Monitor.unwatch`, which wait for a callback in progress, let that
   callback take the GIL and finish: no deadlock. Only ``alive()``, which is
   lock-free and makes no system call, keeps the GIL (see
   ``_abi.KEEPS_GIL``).
 - No Python exception crosses into C. Each callback is wrapped: an exception
-  is handed to ``on_error(exc)`` if given, otherwise logged (with its
-  traceback) on the ``"libheartbeat"`` logger at ERROR level, and the
+  is handed to ``on_error(exc)`` if given; otherwise, when the callback runs
+  on a thread that runs an asyncio loop (a :class:`LoopMonitor` attached to
+  it), to that loop's ``call_exception_handler()``, and else logged (with
+  its traceback) on the ``"libheartbeat"`` logger at ERROR level; the
   callback returns a defined value to C (see :class:`Monitor`).
 - The ctypes callback objects live as long as C may call them: they are
   referenced by the monitor's finalizer, which calls
@@ -21,7 +26,9 @@ How Python and the monitor's C thread meet
   runs or will run) and drops them afterwards. A monitor closed from inside
   one of its own callbacks is released by C only when that callback
   returns, so its two callback objects are kept until the interpreter
-  exits (a few hundred bytes).
+  exits (a few hundred bytes); for a :class:`LoopMonitor` closed inside a
+  callback run by :meth:`LoopMonitor.process`, only until that process()
+  call returns.
 - A monitor never closed is closed when it is garbage collected or, at the
   latest, when the interpreter exits (``weakref.finalize`` runs at exit,
   before Python stops threads from taking the GIL): its thread never
@@ -30,12 +37,13 @@ How Python and the monitor's C thread meet
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from . import _lib
 from ._constants import Code, DeadReason
@@ -43,6 +51,10 @@ from ._errors import UINT_MAX, FdLike, HeartbeatError, c_uint, error, fd_of
 
 _L = _lib.LIB
 _new = _L.heartbeat_monitor_new
+_new_loop = _L.heartbeat_monitor_new_loop
+_fd = _L.heartbeat_monitor_fd
+_timeout = _L.heartbeat_monitor_timeout_ms
+_process = _L.heartbeat_monitor_process
 _watch = _L.heartbeat_monitor_watch
 _alive = _L.heartbeat_monitor_alive
 _unwatch = _L.heartbeat_monitor_unwatch
@@ -53,9 +65,10 @@ _free = _L.heartbeat_monitor_free
 _log = logging.getLogger("libheartbeat")
 _get_ident = threading.get_ident
 
-#: ``on_dead(conn, reason, error)``: ``conn`` is what was passed to watch().
+#: ``on_dead(conn, reason, error)``: ``conn`` is watch()'s ``conn`` (by
+#: default the socket given to watch()).
 DeadCallback = Callable[[Any, DeadReason, int], Any]
-#: ``ping(conn)``: send one ping on ``conn`` (what was passed to watch()).
+#: ``ping(conn)``: send one ping on ``conn`` (watch()'s ``conn``).
 PingCallback = Callable[[Any], Any]
 #: ``on_error(exc)``: an exception raised by a callback.
 ErrorCallback = Callable[[BaseException], Any]
@@ -63,6 +76,8 @@ ErrorCallback = Callable[[BaseException], Any]
 # Callback objects of monitors freed from inside their own callbacks (see
 # the module docstring): C returns through them after free() returned.
 _kept: List[Tuple[Any, Any]] = []
+
+_M = TypeVar("_M", bound="Monitor")
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,8 @@ class MonitorStats:
     pings_blocked: int
     #: Peers declared dead.
     deaths: int
-    #: Times the monitor thread woke up.
+    #: Times the monitor thread woke up (a LoopMonitor: process() calls
+    #: made when its fd was readable).
     wakeups: int
     #: Largest lateness of a ping behind its due time, microseconds.
     ping_late_max_us: int
@@ -91,7 +107,7 @@ class _State:
     """What the C callbacks need: deliberately not the Monitor itself, so
     that a Monitor nobody references is collected (and closed)."""
 
-    __slots__ = ("on_dead", "ping", "on_error", "watched", "callback_thread")
+    __slots__ = ("on_dead", "ping", "on_error", "watched", "callback_thread", "closed_by")
 
     def __init__(
         self, on_dead: DeadCallback, ping: Optional[PingCallback], on_error: Optional[ErrorCallback]
@@ -99,16 +115,29 @@ class _State:
         self.on_dead = on_dead
         self.ping = ping
         self.on_error = on_error
-        # fd -> the object passed to watch(): held while watched, so that a
-        # socket cannot be garbage collected (closing its fd, whose number
-        # another connection may then get) while the monitor pings it.
+        # fd -> watch()'s conn (the socket by default): held while
+        # watched, so that a socket cannot be garbage collected (closing
+        # its fd, whose number another connection may then get) while the
+        # monitor pings it.
         self.watched: Dict[int, Any] = {}
         # The thread running one of this monitor's callbacks, or 0.
         self.callback_thread = 0
+        # The thread whose callback closed the monitor, or 0.
+        self.closed_by = 0
 
 
-def _report(state: _State, exc: BaseException, which: str) -> None:
-    """Hand a callback's exception to on_error, or log it; never raise."""
+def _running_loop() -> Optional[asyncio.AbstractEventLoop]:
+    """The asyncio loop running on this thread, or None."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _report(state: _State, exc: BaseException, which: str, conn: Any) -> None:
+    """Hand a callback's exception to on_error, else to the exception
+    handler of the asyncio loop running on this thread, else log it; never
+    raise."""
     try:
         if state.on_error is not None:
             try:
@@ -117,13 +146,22 @@ def _report(state: _State, exc: BaseException, which: str) -> None:
             except BaseException as exc2:  # noqa: B036 - nothing may reach C
                 _log.error("libheartbeat Monitor on_error raised (while reporting the above)", exc_info=exc2)
                 return
-        _log.error("exception in libheartbeat Monitor %s callback (ignored)", which, exc_info=exc)
+        message = f"exception in libheartbeat Monitor {which} callback (ignored)"
+        loop = _running_loop()
+        if loop is not None:
+            # As asyncio reports an exception of a call_soon() callback: the
+            # default handler logs it on the "asyncio" logger with its
+            # traceback; loop.set_exception_handler() chooses otherwise.
+            loop.call_exception_handler({"message": message, "exception": exc, "conn": conn})
+            return
+        _log.error("%s", message, exc_info=exc)
     except BaseException:  # noqa: B036 - e.g. logging torn down at exit
         pass
 
 
 def _dead_thunk(state: _State) -> Any:
     def dead(_m: Optional[int], fd: int, reason: int, err: int, _user: Optional[int]) -> None:
+        conn: Any = fd
         try:
             state.callback_thread = _get_ident()
             try:
@@ -132,32 +170,34 @@ def _dead_thunk(state: _State) -> Any:
             finally:
                 state.callback_thread = 0
         except BaseException as exc:  # noqa: B036 - nothing may reach C
-            _report(state, exc, "on_dead")
+            _report(state, exc, "on_dead", conn)
 
     return _lib.DEAD_FN(dead)
 
 
 def _ping_thunk(state: _State) -> Any:
     def ping(_m: Optional[int], fd: int, _user: Optional[int]) -> int:
+        conn: Any = fd
         try:
             state.callback_thread = _get_ident()
             try:
                 assert state.ping is not None
-                state.ping(state.watched.get(fd, fd))
+                conn = state.watched.get(fd, fd)
+                state.ping(conn)
             finally:
                 state.callback_thread = 0
         except (BlockingIOError, InterruptedError):
             return 0  # would block: skip this ping, not a death
         except HeartbeatError as exc:  # a library call inside the callback: a bug
-            _report(state, exc, "ping")
+            _report(state, exc, "ping", conn)
             return 0
         except OSError as exc:
             if isinstance(exc.errno, int) and exc.errno > 0:
                 return exc.errno  # the connection is broken: on_dead(SEND_FAILED, errno)
-            _report(state, exc, "ping")
+            _report(state, exc, "ping", conn)
             return 0
         except BaseException as exc:  # noqa: B036 - nothing may reach C
-            _report(state, exc, "ping")
+            _report(state, exc, "ping", conn)
             return 0
         return 0
 
@@ -171,10 +211,12 @@ def _release(ptr: ctypes.c_void_p, state: _State, thunks: Tuple[Any, Any]) -> No
     still call), free the C monitor, then let go of the callbacks."""
     address = ptr.value
     ptr.value = None
-    inside = state.callback_thread == _get_ident()
+    ident = _get_ident()
+    inside = state.callback_thread == ident
     _free(address)
     if inside:
         _kept.append(thunks)
+        state.closed_by = ident
     state.watched.clear()
 
 
@@ -223,9 +265,17 @@ class Monitor:
     Errors raise :class:`HeartbeatError`: ``ERR_INTERVAL`` (interval 0 or
     negative), ``ERR_TIMEOUT`` (timeout not longer than the interval),
     ``ERR_DEAD_CALLBACK`` (``on_dead=None``), ``ERR_PING`` (empty or longer
-    than PING_MAX), ``ERR_NOMEM``, ``ERR_THREAD``. A timeout above 2**32 - 1
-    ms cannot be represented and raises OverflowError.
+    than PING_MAX), ``ERR_NOMEM``, ``ERR_THREAD`` (``ERR_FD`` for a
+    :class:`LoopMonitor`). A timeout above 2**32 - 1 ms cannot be
+    represented and raises OverflowError.
+
+    :meth:`fileno`, :meth:`timeout_ms` and :meth:`process` belong to the
+    thread-free mode (:class:`LoopMonitor`); on a threaded Monitor they
+    raise ``ERR_MODE`` (EINVAL), as the C library refuses them.
     """
+
+    #: The C constructor (LoopMonitor: the thread-free one).
+    _c_new_name = "heartbeat_monitor_new"
 
     def __init__(
         self,
@@ -269,38 +319,39 @@ class Monitor:
             opts.ping_data = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p)
             opts.ping_len = len(data)
         code = ctypes.c_int(0)
-        address = _new(ctypes.byref(opts), ctypes.byref(code))  # copies the ping bytes
+        new = _new if self._c_new_name == "heartbeat_monitor_new" else _new_loop
+        address = new(ctypes.byref(opts), ctypes.byref(code))  # copies the ping bytes
         if not address:
-            raise error(code.value, "heartbeat_monitor_new")
+            raise error(code.value, self._c_new_name)
         self._state = state
         # Passed to every C call; the finalizer sets it to NULL.
         self._ptr = ctypes.c_void_p(address)
-        self._finalizer = weakref.finalize(self, _release, self._ptr, state, (dead_fn, ping_fn))
-
-    # Thread-free mode (issue 10): fileno(), timeout_ms(), process() and
-    # attach(loop) (loop.add_reader(self.fileno(), ...)) belong here once the
-    # C library has heartbeat_monitor_fd(), _timeout_ms() and _process(); the
-    # mode is a field of MonitorOptionsStruct, so __init__ gains one keyword.
+        self._thunks = (dead_fn, ping_fn)
+        self._finalizer = weakref.finalize(self, _release, self._ptr, state, self._thunks)
 
     def _error(self, rc: int, function: str) -> Exception:
         if self._ptr.value is None and rc == Code.ERR_INVALID:
             return ValueError("operation on a closed libheartbeat.Monitor")
         return error(rc, function)
 
-    def watch(self, sock: FdLike) -> None:
+    def watch(self, sock: FdLike, conn: Any = None) -> None:
         """Start watching a connection; it counts as heard from now, and its
         first ping goes out within one interval.
 
-        The monitor keeps a reference to ``sock`` until :meth:`unwatch`
-        returns or ``on_dead`` has been called for it (so the socket is not
-        closed by the garbage collector while watched), and hands it to the
-        callbacks. Raises :class:`HeartbeatError` ``ERR_ALREADY_WATCHED``
-        (EEXIST), ``ERR_INVALID`` (a negative fd), ``ERR_NOMEM``.
+        ``conn`` is what the callbacks receive for it (``ping(conn)``,
+        ``on_dead(conn, ...)``); None (the default) means ``sock`` itself.
+        With asyncio streams, watch ``writer.get_extra_info("socket")`` with
+        ``conn=writer``. The monitor keeps a reference to ``conn`` until
+        :meth:`unwatch` returns or ``on_dead`` has been called for it (so a
+        socket is not closed by the garbage collector while watched). Raises
+        :class:`HeartbeatError` ``ERR_ALREADY_WATCHED`` (EEXIST),
+        ``ERR_INVALID`` (a negative fd), ``ERR_NOMEM``.
         """
         fd = fd_of(sock)
         watched = self._state.watched
         previous = watched.get(fd, watched)
-        watched[fd] = sock  # before the C call: the first callback may come at once
+        # Before the C call: the first callback may come at once.
+        watched[fd] = sock if conn is None else conn
         rc = _watch(self._ptr, fd)
         if rc:
             if previous is watched:
@@ -371,6 +422,62 @@ class Monitor:
             ping_late=tuple(out.ping_late),
         )
 
+    def fileno(self) -> int:
+        """The thread-free monitor's fd (``heartbeat_monitor_fd()``): readable
+        exactly when something is due, then call :meth:`process`. For
+        ``selectors``, ``select``, ``loop.add_reader`` (:meth:`LoopMonitor.attach`
+        does that). A timerfd owned by the monitor: never read, write or
+        close it; :meth:`close` closes it (remove it from your loop before).
+
+        Raises :class:`HeartbeatError` ``ERR_MODE`` (EINVAL) on a threaded
+        Monitor, ValueError after close().
+        """
+        rc = _fd(self._ptr)
+        if rc < 0:
+            raise self._error(rc, "heartbeat_monitor_fd")
+        return int(rc)
+
+    def timeout_ms(self) -> int:
+        """Milliseconds until the next event is due (``heartbeat_monitor_timeout_ms()``),
+        rounded up: 0 if something is due now, -1 if nothing is watched. For
+        loops that wait with a timeout instead of :meth:`fileno`; ask again
+        after every :meth:`process` or :meth:`watch`.
+
+        Raises :class:`HeartbeatError` ``ERR_MODE`` (EINVAL) on a threaded
+        Monitor, ValueError after close().
+        """
+        rc = _timeout(self._ptr)
+        if rc < -1:
+            raise self._error(rc, "heartbeat_monitor_timeout_ms")
+        return int(rc)
+
+    def process(self) -> int:
+        """Run every ping and death that is due, on this thread
+        (``heartbeat_monitor_process()``): the callbacks run inside this
+        call. Returns how many pings and deaths it handled (0 with nothing
+        due, also when called from one of this monitor's callbacks or while
+        another thread is in process()); afterwards :meth:`fileno` is
+        readable exactly when something is due again.
+
+        Raises :class:`HeartbeatError` ``ERR_MODE`` (EINVAL) on a threaded
+        Monitor, ValueError after close() (a callback that closes the
+        monitor does not make this call raise).
+        """
+        rc = _process(self._ptr)
+        if self._state.closed_by == _get_ident() and rc >= 0:
+            # Closed by one of the callbacks this call ran (on this thread:
+            # a nested process() call returns at once, and a call on another
+            # thread runs no callback then): C has returned through their
+            # thunks, which are no longer needed (see _release).
+            self._state.closed_by = 0
+            try:
+                _kept.remove(self._thunks)
+            except ValueError:
+                pass
+        if rc < 0:
+            raise self._error(rc, "heartbeat_monitor_process")
+        return int(rc)
+
     @property
     def closed(self) -> bool:
         """True once :meth:`close` has been called."""
@@ -387,7 +494,7 @@ class Monitor:
         """
         self._finalizer()
 
-    def __enter__(self) -> Monitor:
+    def __enter__(self: _M) -> _M:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -397,3 +504,128 @@ class Monitor:
         if self._ptr.value is None:
             return "<libheartbeat.Monitor closed>"
         return f"<libheartbeat.Monitor watching {len(self._state.watched)}>"
+
+
+class LoopMonitor(Monitor):
+    """A monitor without a thread (``heartbeat_monitor_new_loop()``), driven
+    by the application's event loop: pings and deaths happen inside
+    :meth:`process`, on the thread that calls it, so the callbacks may use
+    asyncio objects directly (write to a ``StreamWriter``, close it, set an
+    ``asyncio.Event``).
+
+    Same arguments, methods and guarantees as :class:`Monitor` (with "the
+    monitor thread" read as "the thread inside process()"), plus:
+
+    - :meth:`attach` (``loop.add_reader(self.fileno(), self.process)``) and
+      :meth:`detach`, for asyncio; :meth:`close` detaches first.
+    - :meth:`fileno`, :meth:`timeout_ms`, :meth:`process`, for any other
+      loop (``selectors``, ``select``, a loop with timeouts).
+
+    ``ping=b"..."``: the library sends the bytes itself with ``send()``,
+    inside process(), straight into the socket, past the asyncio
+    transport's write buffer: when the transport holds bytes not yet sent
+    (a write that did not fit the socket), the ping lands between two
+    parts of the application's data, even in the middle of one
+    ``writer.write()``. Prefer a ping callable that writes through the
+    writer (``writer.write(b"PING\\n")``): its bytes queue behind the
+    application's.
+
+    An exception raised in a callback goes to ``on_error`` if given, else,
+    when the callback runs in a running asyncio loop (attached), to
+    ``loop.call_exception_handler()`` with ``message``, ``exception`` and
+    ``conn``; else to the ``"libheartbeat"`` logger. The loop goes on.
+
+    Creating one fails with ``ERR_FD`` (errno EMFILE, ENFILE, ENOMEM) when
+    its timerfd cannot be created, instead of a threaded monitor's
+    ``ERR_THREAD``.
+    """
+
+    _c_new_name = "heartbeat_monitor_new_loop"
+
+    def __init__(
+        self,
+        interval_ms: int,
+        timeout_ms: int,
+        *,
+        ping: Union[bytes, bytearray, memoryview, PingCallback, None] = None,
+        on_dead: DeadCallback,
+        on_error: Optional[ErrorCallback] = None,
+    ) -> None:
+        super().__init__(interval_ms, timeout_ms, ping=ping, on_dead=on_dead, on_error=on_error)
+        # The loop attached to and the fd registered with it, or None.
+        self._attached: Optional[Tuple[asyncio.AbstractEventLoop, int]] = None
+
+    @property
+    def loop(self) -> Optional[asyncio.AbstractEventLoop]:
+        """The loop this monitor is attached to, or None (also once that
+        loop is closed: closing a loop drops its readers)."""
+        if self._attached is None or self._attached[0].is_closed():
+            return None
+        return self._attached[0]
+
+    def _check_thread(self, loop: asyncio.AbstractEventLoop, what: str) -> None:
+        # add_reader()/remove_reader() are not thread-safe: a running loop
+        # must be changed from its own thread.
+        if loop.is_running() and _running_loop() is not loop:
+            raise RuntimeError(
+                f"LoopMonitor.{what}() called from outside the thread of its running loop; "
+                f"use loop.call_soon_threadsafe(monitor.{what})"
+            )
+
+    def attach(self, loop: Optional[asyncio.AbstractEventLoop] = None) -> None:
+        """Let ``loop`` drive the monitor: ``loop.add_reader(self.fileno(),
+        self.process)``. ``loop`` defaults to the running loop (call it from
+        a coroutine, or pass a loop that is not running yet). The loop then
+        holds a reference to the monitor until :meth:`detach` or
+        :meth:`close`.
+
+        Raises RuntimeError if already attached (to a loop that is not
+        closed), if ``loop`` is closed, if no loop runs and none is given,
+        or when called from another thread than that of the running
+        ``loop``; ValueError after close().
+        """
+        if self.closed:
+            raise ValueError("operation on a closed libheartbeat.Monitor")
+        current = self.loop
+        if current is not None:
+            raise RuntimeError(f"this LoopMonitor is already attached to {current!r}")
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        if loop.is_closed():
+            raise RuntimeError("cannot attach a LoopMonitor to a closed event loop")
+        self._check_thread(loop, "attach")
+        fd = self.fileno()
+        loop.add_reader(fd, self.process)
+        self._attached = (loop, fd)
+
+    def detach(self) -> None:
+        """Stop the loop from driving the monitor (``loop.remove_reader()``);
+        nothing happens until it is attached again or :meth:`process` is
+        called. Does nothing if not attached. Call it from the loop's
+        thread (RuntimeError otherwise, while that loop runs)."""
+        self._detach("detach")
+
+    def _detach(self, what: str) -> None:
+        attached = self._attached
+        if attached is None:
+            return
+        loop, fd = attached
+        if not loop.is_closed():
+            self._check_thread(loop, what)
+            loop.remove_reader(fd)
+        self._attached = None
+
+    def close(self) -> None:
+        """:meth:`detach`, then :meth:`Monitor.close`: the loop stops polling
+        the fd before ``heartbeat_monitor_free()`` closes it. From another
+        thread than that of the running loop it is attached to, it raises
+        RuntimeError and changes nothing (use
+        ``loop.call_soon_threadsafe(monitor.close)``)."""
+        self._detach("close")
+        super().close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return "<libheartbeat.LoopMonitor closed>"
+        where = "attached" if self.loop is not None else "not attached"
+        return f"<libheartbeat.LoopMonitor watching {len(self._state.watched)}, {where}>"
