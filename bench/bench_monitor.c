@@ -1021,7 +1021,6 @@ static int net_round(int variant, struct run *out, unsigned timeout_ms)
     struct loop_driver d;
     struct heartbeat_monitor *m = NULL;
     int tid;
-    long rss0 = rss_bytes();
     if (variant == 2) {
         atomic_store(&bare_state.tid, 0);
         atomic_store(&bare_state.stop, 0);
@@ -1045,7 +1044,6 @@ static int net_round(int variant, struct run *out, unsigned timeout_ms)
         for (int i = 0; i < N; i++)
             heartbeat_monitor_watch(m, cli[i]);
         out->watch_ns = (double)(now_ns() - w0) / N;
-        out->mem_per_fd = (double)(rss_bytes() - rss0) / N;
         atomic_store(&cur_m, m);
         tid = variant ? atomic_load(&d.tid) : find_tid("heartbeat-mon");
     }

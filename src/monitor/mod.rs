@@ -1458,9 +1458,26 @@ mod tests {
         fn dead(&mut self, _: &Core, _: RawFd, _: Death) {}
     }
 
-    /// The recorded [start, end] of each fd's pending attempt, against the
-    /// time its callback really returned (`ended`).
-    fn attempt_bounds(m: &Monitor, n: usize, ended: &[u64]) -> Vec<(u64, u64, u64)> {
+    /// Watches one fd per entry of `ns` on a thread-free monitor whose ping
+    /// callback for fd i takes `ns[i]` of fake time, runs one process() in
+    /// which every fd's first ping is due, and returns per fd the recorded
+    /// [start, end] of its pending attempt and when its callback really
+    /// returned.
+    fn run_timed(ns: Vec<u64>) -> Vec<(u64, u64, u64)> {
+        os::fake::set(T0);
+        let n = ns.len();
+        let ended = Arc::new(StdMutex::new(vec![0; n]));
+        let h = Timed {
+            ns,
+            ended: ended.clone(),
+        };
+        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3_600_000), h).unwrap();
+        for fd in 0..n as RawFd {
+            m.watch(fd).unwrap();
+        }
+        os::fake::set(T0 + 1000 * MS);
+        assert_eq!(m.process(), Ok(n));
+        let ended = ended.lock().unwrap().clone();
         (0..n as RawFd)
             .map(|fd| {
                 let node = m.table.node_locked(fd).unwrap();
@@ -1478,21 +1495,8 @@ mod tests {
         // Every callback takes 1 ms: each ping's recorded end must be the
         // time its own callback returned, not the end of a group of pings
         // (which would make deaths later by the sum of the callbacks).
-        os::fake::set(T0);
         let n = 40;
-        let ended = Arc::new(StdMutex::new(vec![0; n]));
-        let h = Timed {
-            ns: vec![MS; n],
-            ended: ended.clone(),
-        };
-        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3_600_000), h).unwrap();
-        for fd in 0..n as RawFd {
-            m.watch(fd).unwrap();
-        }
-        os::fake::set(T0 + 1000 * MS);
-        assert_eq!(m.process(), Ok(n));
-        let ended = ended.lock().unwrap().clone();
-        for (fd, (start, end, real_end)) in attempt_bounds(&m, n, &ended).into_iter().enumerate() {
+        for (fd, (start, end, real_end)) in run_timed(vec![MS; n]).into_iter().enumerate() {
             assert_eq!(end, real_end, "fd {fd}: end {end} != {real_end}");
             assert_eq!(start + MS, real_end, "fd {fd}: start {start}");
         }
@@ -1504,25 +1508,11 @@ mod tests {
         // recorded start and end is exactly when that ping's callback began
         // and returned (a start never later, an end never earlier than the
         // truth: no false death; and not later either: no late death).
-        os::fake::set(T0);
-        let n = 200;
-        let mut ns = vec![1000; n];
+        let mut ns = vec![1000; 200];
         for fd in [50, 51, 60, 120] {
             ns[fd] = 8 * MS;
         }
-        let ended = Arc::new(StdMutex::new(vec![0; n]));
-        let h = Timed {
-            ns: ns.clone(),
-            ended: ended.clone(),
-        };
-        let m = Monitor::new(loop_opts(Ping::Callback, 1000, 3_600_000), h).unwrap();
-        for fd in 0..n as RawFd {
-            m.watch(fd).unwrap();
-        }
-        os::fake::set(T0 + 1000 * MS);
-        assert_eq!(m.process(), Ok(n));
-        let ended = ended.lock().unwrap().clone();
-        for (fd, (start, end, real_end)) in attempt_bounds(&m, n, &ended).into_iter().enumerate() {
+        for (fd, (start, end, real_end)) in run_timed(ns.clone()).into_iter().enumerate() {
             assert_eq!(start, real_end - ns[fd], "fd {fd}: start");
             assert_eq!(end, real_end, "fd {fd}: end");
         }
