@@ -287,8 +287,13 @@ def test_process_with_nothing_due_does_nothing(pair: Pair) -> None:
     with hb.LoopMonitor(1000, 3000, ping=calls.append, on_dead=lambda *a: calls.append(a)) as mon:
         assert mon.process() == 0, "nothing watched"
         mon.watch(client)
-        while mon.timeout_ms() == 0:  # the first ping may be due at once: send it
+        # The first watch's first ping is due at once, rounded up to the
+        # scheduler's next millisecond: wait for it and send it (bounded).
+        give_up = time.monotonic() + 2.0
+        while not calls and time.monotonic() < give_up:
+            select.select([mon.fileno()], [], [], max(mon.timeout_ms(), 0) / 1000)
             mon.process()
+        assert len(calls) == 1, "the first ping went out"
         calls.clear()
         before = mon.stats()
         assert before.watched == 1
