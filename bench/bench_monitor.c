@@ -16,9 +16,11 @@
  * 1. alive(): median ns per call, one thread; two threads at once on fds n
  *    and n+1 (false sharing would show), and their ratio. The naive
  *    baseline (one global mutex) beside it.
- * 2. watch() + unwatch() of one fd, with 1000 other fds watched, at
- *    timeouts from 30 ms to 1 h, both modes: the time must not depend on
- *    the timeout (the next due time is found in O(1)).
+ * 2. watch() + unwatch() of one fd, with 1000 other fds watched (each
+ *    answering its pings, so that they stay watched), at timeouts from
+ *    30 ms to 1 h, both modes: the time must not depend on the timeout
+ *    (the next due time is found in O(1)). Beside it, the thread-free
+ *    mode's one case that costs system calls: the fd watched alone.
  * 3. Bookkeeping without sockets: HB_BENCH_FDS (default 100,000) fds,
  *    interval 1 s, a ping callback that returns at once (so the monitor
  *    never touches the fds), timeout 1 h: driver CPU per ping event, both
@@ -26,8 +28,10 @@
  *    scans every entry under one mutex and pings what is due) for scale.
  *    Then, per mode, the deaths: timeout 3 s, the callback answers with
  *    alive() for a while, then stops: every fd must die, and how late
- *    after last-answer + timeout is measured. Ping lateness (the
- *    monitor's own histogram) and memory per watched fd (RSS growth).
+ *    after last-answer + timeout is measured. Ping lateness in the
+ *    steady state (the monitor's own histogram) beside the lateness of
+ *    the wake-up floor thread (the machine's own timer lateness), and
+ *    memory per watched fd (RSS growth).
  * 4. Real sockets: HB_BENCH_CONNS (default 100,000, cut to what
  *    RLIMIT_NOFILE allows) loopback connections, interval 1 s, 1-byte
  *    pings echoed by a peer process (epoll), the echoes read by a thread
@@ -37,7 +41,8 @@
  *    the monitor's), each due ping sent with one send() at its
  *    millisecond, no liveness bookkeeping at all. Figures: CPU per ping of
  *    the sending thread, threaded/bare and loop/bare ratios; then deaths
- *    at full scale (the peer stops echoing) per mode, ping lateness, memory.
+ *    at full scale (the peer stops echoing) per mode, ping lateness of
+ *    each mode and of the bare pinger (same buckets).
  *
  * Knobs (environment): HB_BENCH_ROUNDS, HB_BENCH_STEADY (seconds of steady
  * state per variant and round, default 4), HB_BENCH_FDS, HB_BENCH_CONNS
@@ -180,6 +185,17 @@ static double late_quantile_ms(const unsigned long *hist, double q)
             return late_bounds_us[i] / 1000.0;
     }
     return 1e9;
+}
+
+/* Counts a lateness of `ns` in a histogram with the monitor's buckets
+ * (heartbeat_monitor_stats.ping_late), for the baselines' own lateness. */
+static void late_add(unsigned long *hist, long long ns)
+{
+    long long us = ns / 1000;
+    int i = 0;
+    while (i < HEARTBEAT_LATE_BUCKETS - 1 && us >= (long long)late_bounds_us[i])
+        i++;
+    hist[i]++;
 }
 
 /* p50/p99/max (ms) of n values in ns, sorted in place. */
@@ -498,9 +514,14 @@ static void alive_bench(void)
 
 /* ---- 2. watch + unwatch at any timeout -------------------------------------- */
 
-static int cb_noop_ping(struct heartbeat_monitor *m, int fd, void *user)
+/* The ping callback of the watch bench: the peer answers at once (the
+ * other fds stay watched for the whole run; without an answer they would
+ * all die after one timeout, and at 30 ms the pairs would be measured on a
+ * monitor with nothing else watched). */
+static int cb_pong_ping(struct heartbeat_monitor *m, int fd, void *user)
 {
-    (void)m, (void)fd, (void)user;
+    (void)user;
+    heartbeat_monitor_alive(m, fd);
     return 0;
 }
 
@@ -509,15 +530,16 @@ static void noop_dead(struct heartbeat_monitor *m, int fd, int reason, int err, 
     (void)m, (void)fd, (void)reason, (void)err, (void)user;
 }
 
-/* Median ns per watch() + unwatch() pair of one fd, with 1000 other fds
- * watched, pings through a callback (no sends), interval timeout / 3. */
-static double watch_unwatch_ns(int loop, unsigned timeout_ms)
+/* Median ns per watch() + unwatch() pair of one fd, with `others` other
+ * fds watched (answering every ping), pings through a callback (no sends),
+ * interval timeout / 3. Sets *deaths to the deaths seen (0 expected). */
+static double watch_unwatch_ns(int loop, unsigned timeout_ms, int others, unsigned long *deaths)
 {
     struct heartbeat_monitor_options o;
     memset(&o, 0, sizeof o);
     o.timeout_ms = timeout_ms;
     o.interval_ms = timeout_ms / 3 ? timeout_ms / 3 : 1;
-    o.ping_cb = cb_noop_ping;
+    o.ping_cb = cb_pong_ping;
     o.dead_cb = noop_dead;
     struct heartbeat_monitor *m = loop ? heartbeat_monitor_new_loop(&o, NULL)
                                        : heartbeat_monitor_new(&o, NULL);
@@ -526,7 +548,7 @@ static double watch_unwatch_ns(int loop, unsigned timeout_ms)
         return -1;
     if (loop && loop_start(&d, m) != 0)
         return -1;
-    for (int fd = 0; fd < 1000; fd++)
+    for (int fd = 0; fd < others; fd++)
         heartbeat_monitor_watch(m, 100000 + fd);
     const int K = 20000;
     double ns[REPS];
@@ -539,6 +561,9 @@ static double watch_unwatch_ns(int loop, unsigned timeout_ms)
         }
         ns[r] = (double)(thread_cpu_ns() - t0) / K;
     }
+    struct heartbeat_monitor_stats st;
+    heartbeat_monitor_stats(m, &st);
+    *deaths = st.deaths;
     if (loop)
         loop_free(&d);
     else
@@ -550,24 +575,35 @@ static void watch_bench(void)
 {
     static const unsigned timeouts[] = {30, 3000, 60000, 600000, 3600000};
     static const char *names[] = {"30 ms", "3 s", "60 s", "600 s", "1 h"};
-    printf("2. watch() + unwatch() of one fd, 1000 other fds watched, median of %d x 20000 pairs,\n"
-           "   thread CPU time (ns per pair)\n", REPS);
+    printf("2. watch() + unwatch() of one fd, 1000 other fds watched (answering every ping),\n"
+           "   median of %d x 20000 pairs, thread CPU time (ns per pair)\n", REPS);
     printf("  %-10s %12s %12s\n", "timeout", "threaded", "loop");
     double worst = 0, res[5][2];
+    unsigned long deaths = 0, d;
     for (int i = 0; i < 5; i++) {
         for (int loop = 0; loop < 2; loop++) {
-            res[i][loop] = watch_unwatch_ns(loop, timeouts[i]);
+            res[i][loop] = watch_unwatch_ns(loop, timeouts[i], 1000, &d);
+            deaths += d;
             if (res[i][loop] > worst)
                 worst = res[i][loop];
         }
         printf("  %-10s %12.0f %12.0f\n", names[i], res[i][0], res[i][1]);
         fflush(stdout);
     }
+    /* The thread-free mode's one system-call case: the fd is the only one
+     * watched, so watch() arms the timer fd for its first ping and
+     * unwatch() disarms it (the fd must not become readable with nothing
+     * due): two timerfd_settime() calls per pair. */
+    double alone = watch_unwatch_ns(1, 30, 0, &d);
+    printf("  %-10s %12s %12.0f   (loop: the only fd watched, two timerfd_settime() per pair)\n",
+           "30 ms", "", alone);
     for (int i = 0; i < 5; i++) {
         printf("watch+unwatch ns (threaded, timeout %s): %.0f\n", names[i], res[i][0]);
         printf("watch+unwatch ns (loop, timeout %s): %.0f\n", names[i], res[i][1]);
     }
-    printf("watch+unwatch ns (worst of all timeouts and modes): %.0f\n\n", worst);
+    printf("watch+unwatch ns (worst of all timeouts and modes): %.0f\n", worst);
+    printf("watch+unwatch ns (loop, the only fd watched): %.0f\n", alone);
+    printf("deaths among the other fds (0 expected): %lu\n\n", deaths);
 }
 
 /* ---- 3. bookkeeping without sockets ----------------------------------------- */
@@ -619,6 +655,9 @@ static int cb_naive_ping(int fd)
 struct floor_thread {
     pthread_t th;
     atomic_int tid, stop;
+    /* How late each wake-up came after its millisecond: the machine's own
+     * timer lateness, beside the monitor's (read after the join). */
+    unsigned long late[HEARTBEAT_LATE_BUCKETS];
 };
 
 static void *floor_main(void *arg)
@@ -634,6 +673,7 @@ static void *floor_main(void *arg)
         timerfd_settime(tfd, TFD_TIMER_ABSTIME, &it, NULL);
         struct pollfd p = {tfd, POLLIN, 0};
         poll(&p, 1, 100);
+        late_add(f->late, now_ns() - t);
         uint64_t x;
         if (read(tfd, &x, sizeof x) < 0)
             continue;
@@ -668,6 +708,7 @@ static int cb_round(int variant, struct run *out)
     long long w0 = now_ns();
     struct floor_thread fl;
     if (variant == 3) {
+        memset(fl.late, 0, sizeof fl.late);
         atomic_store(&fl.tid, 0);
         atomic_store(&fl.stop, 0);
         if (pthread_create(&fl.th, NULL, floor_main, &fl) != 0)
@@ -714,7 +755,7 @@ static int cb_round(int variant, struct run *out)
         out->events = (double)(s1.pings - s0.pings);
         out->wakeups = (double)(s1.wakeups - s0.wakeups);
         for (int i = 0; i < HEARTBEAT_LATE_BUCKETS; i++)
-            out->late[i] = s1.ping_late[i];
+            out->late[i] = s1.ping_late[i] - s0.ping_late[i];
         if (variant == 1)
             loop_free(&d);
         else
@@ -725,6 +766,7 @@ static int cb_round(int variant, struct run *out)
         out->wakeups = out->wall_ns / 1e6;
         atomic_store(&fl.stop, 1);
         pthread_join(fl.th, NULL);
+        memcpy(out->late, fl.late, sizeof out->late);
     } else {
         pthread_mutex_lock(&nv->mu);
         out->events = (double)(nv->pings - np0);
@@ -779,7 +821,7 @@ static void cb_bench(void)
     static const char *vname[] = {"threaded", "loop", "naive scan", "wake-ups only"};
     double ns_ev[4][64], cpu_pct[4][64], wk[4][64], mem[4] = {0, 0, 0, 0},
         wns[4] = {0, 0, 0, 0}, net[2][64];
-    unsigned long late[2][HEARTBEAT_LATE_BUCKETS];
+    unsigned long late[4][HEARTBEAT_LATE_BUCKETS];
     memset(late, 0, sizeof late);
     int nr = 0;
     for (int r = 0; r < ROUNDS && r < 64; r++, nr++) {
@@ -797,9 +839,8 @@ static void cb_bench(void)
                 mem[v] = x.mem_per_fd;
                 wns[v] = x.watch_ns;
             }
-            if (v < 2)
-                for (int i = 0; i < HEARTBEAT_LATE_BUCKETS; i++)
-                    late[v][i] += x.late[i];
+            for (int i = 0; i < HEARTBEAT_LATE_BUCKETS; i++)
+                late[v][i] += x.late[i];
             sleep_ms(200);
         }
         for (int v = 0; v < 2; v++)
@@ -818,8 +859,9 @@ static void cb_bench(void)
     printf("  %-38s %12.1f %12.1f %12.1f\n", "memory per watched fd (B; naive: arrays)", mem[0],
            mem[1], mem[2]);
     printf("  %-38s %12.0f %12.0f %12.0f\n", "watch() per fd (ns, wall)", wns[0], wns[1], wns[2]);
-    printf("  %-38s %12.2f %12.2f\n", "ping lateness p99 (ms, bucket bound)",
-           late_quantile_ms(late[0], 0.99), late_quantile_ms(late[1], 0.99));
+    printf("  %-38s %12.2f %12.2f %12s %14.2f\n", "lateness p99 (ms, bucket bound)",
+           late_quantile_ms(late[0], 0.99), late_quantile_ms(late[1], 0.99), "",
+           late_quantile_ms(late[3], 0.99));
     printf("  per-round ns per ping event:");
     for (int r = 0; r < nr; r++)
         printf(" %.0f/%.0f/%.0f/%.0f", ns_ev[0][r], ns_ev[1][r], ns_ev[2][r], ns_ev[3][r]);
@@ -843,8 +885,9 @@ static void cb_bench(void)
            median(ns_ev[0], nr) / median(ns_ev[2], nr));
     printf("memory per watched fd (bytes, threaded, %d fds): %.1f\n", CBN, mem[0]);
     printf("memory per watched fd (bytes, loop, %d fds): %.1f\n", CBN, mem[1]);
-    printf("threaded ping lateness p99 ms (no sockets): %.0f\n", late_quantile_ms(late[0], 0.99));
-    printf("loop ping lateness p99 ms (no sockets): %.0f\n", late_quantile_ms(late[1], 0.99));
+    printf("threaded ping lateness p99 ms (no sockets): %.3g\n", late_quantile_ms(late[0], 0.99));
+    printf("loop ping lateness p99 ms (no sockets): %.3g\n", late_quantile_ms(late[1], 0.99));
+    printf("wake-up floor lateness p99 ms (no sockets): %.3g\n", late_quantile_ms(late[3], 0.99));
     printf("threaded death p99 ms after timeout (no sockets): %.2f\n", dp[0][1]);
     printf("loop death p99 ms after timeout (no sockets): %.2f\n\n", dp[1][1]);
 }
@@ -954,6 +997,9 @@ struct bare {
     int *order;         /* connection indices, by phase */
     long long *phase;   /* ns within the interval, sorted */
     atomic_ulong sent;  /* stored (a plain move), never incremented atomically */
+    /* How late each ping went out after its due time (read after the
+     * join): the physical limit's lateness, beside the monitor's. */
+    unsigned long late[HEARTBEAT_LATE_BUCKETS];
 };
 
 static void *bare_main(void *arg)
@@ -971,6 +1017,7 @@ static void *bare_main(void *arg)
         clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
         long long now = now_ns();
         while (base + b->phase[k] <= now) {
+            late_add(b->late, now - (base + b->phase[k]));
             (void)!send(cli[b->order[k]], "p", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
             sent++;
             if (++k == N) {
@@ -1025,6 +1072,7 @@ static int net_round(int variant, struct run *out, unsigned timeout_ms)
         atomic_store(&bare_state.tid, 0);
         atomic_store(&bare_state.stop, 0);
         atomic_store(&bare_state.sent, 0);
+        memset(bare_state.late, 0, sizeof bare_state.late);
         pthread_create(&bare_state.th, NULL, bare_main, &bare_state);
         while (atomic_load(&bare_state.tid) == 0)
             sleep_ms(1);
@@ -1061,11 +1109,12 @@ static int net_round(int variant, struct run *out, unsigned timeout_ms)
         heartbeat_monitor_stats(m, &s1);
         out->events = (double)(s1.pings - s0.pings);
         for (int i = 0; i < HEARTBEAT_LATE_BUCKETS; i++)
-            out->late[i] = s1.ping_late[i];
+            out->late[i] = s1.ping_late[i] - s0.ping_late[i];
     } else {
         out->events = (double)(atomic_load(&bare_state.sent) - b0);
         atomic_store(&bare_state.stop, 1);
         pthread_join(bare_state.th, NULL);
+        memcpy(out->late, bare_state.late, sizeof out->late);
     }
     if (m && timeout_ms == 3000) {
         /* The deaths: the peer stops answering. */
@@ -1177,7 +1226,7 @@ static void net_bench(int want)
     pthread_create(&net, NULL, net_main, NULL);
     static const char *vname[] = {"threaded", "loop", "bare pinger"};
     double per_ping[3][64], cpu_pct[3][64], r_thr[64], r_loop[64];
-    unsigned long late[2][HEARTBEAT_LATE_BUCKETS];
+    unsigned long late[3][HEARTBEAT_LATE_BUCKETS];
     memset(late, 0, sizeof late);
     int nr = 0;
     for (int r = 0; r < ROUNDS && r < 64; r++, nr++) {
@@ -1190,10 +1239,8 @@ static void net_bench(int want)
             }
             per_ping[v][r] = x.events > 0 ? x.cpu_ns / x.events : 0;
             cpu_pct[v][r] = 100.0 * x.cpu_ns / x.wall_ns;
-            if (v < 2) {
-                for (int i = 0; i < HEARTBEAT_LATE_BUCKETS; i++)
-                    late[v][i] += x.late[i];
-            }
+            for (int i = 0; i < HEARTBEAT_LATE_BUCKETS; i++)
+                late[v][i] += x.late[i];
         }
         r_thr[r] = per_ping[0][r] / per_ping[2][r];
         r_loop[r] = per_ping[1][r] / per_ping[2][r];
@@ -1206,8 +1253,9 @@ static void net_bench(int want)
     /* (No memory figure here: the fd table's chunks for these fd numbers
      * were already allocated by section 3 in this process, so RSS barely
      * grows; memory per watched fd is section 3's figure.) */
-    printf("  %-40s %12.2f %12.2f\n", "ping lateness p99 (ms, bucket bound)",
-           late_quantile_ms(late[0], 0.99), late_quantile_ms(late[1], 0.99));
+    printf("  %-40s %12.2f %12.2f %12.2f\n", "ping lateness p99 (ms, bucket bound)",
+           late_quantile_ms(late[0], 0.99), late_quantile_ms(late[1], 0.99),
+           late_quantile_ms(late[2], 0.99));
     printf("  per-round ratios to the bare pinger (threaded, loop):");
     for (int r = 0; r < nr; r++)
         printf(" %.3f/%.3f", r_thr[r], r_loop[r]);
@@ -1234,8 +1282,9 @@ static void net_bench(int want)
     printf("bare pinger ns per ping (sockets): %.0f\n", median(per_ping[2], nr));
     printf("threaded/bare ratio: %.3f\n", median(r_thr, nr));
     printf("loop/bare ratio: %.3f\n", median(r_loop, nr));
-    printf("threaded ping lateness p99 ms (sockets): %.0f\n", late_quantile_ms(late[0], 0.99));
-    printf("loop ping lateness p99 ms (sockets): %.0f\n", late_quantile_ms(late[1], 0.99));
+    printf("threaded ping lateness p99 ms (sockets): %.3g\n", late_quantile_ms(late[0], 0.99));
+    printf("loop ping lateness p99 ms (sockets): %.3g\n", late_quantile_ms(late[1], 0.99));
+    printf("bare pinger ping lateness p99 ms (sockets): %.3g\n", late_quantile_ms(late[2], 0.99));
     printf("threaded death p99 ms after timeout (sockets): %.2f\n", dp[0][1]);
     printf("loop death p99 ms after timeout (sockets): %.2f\n", dp[1][1]);
 }
