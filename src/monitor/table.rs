@@ -263,26 +263,67 @@ struct Chunk {
 
 /// The table: a fixed directory of lazily allocated chunks.
 pub(crate) struct Table {
-    dir: Box<[AtomicPtr<Chunk>]>,
+    dir: Dir,
+    /// One past the highest directory index with a chunk (written by
+    /// `ensure`, under the monitor's mutex): dropping the table looks at
+    /// the directory up to there only, not at all of its 4 MiB (which
+    /// would take about 10 ms and bring every page of it into memory).
+    used: AtomicU32,
 }
 
-/// Allocates `n` zeroed values of `T` as a boxed slice, or `None`.
+/// The directory: `n` null chunk pointers in a private anonymous mapping
+/// of its own, not from the allocator. The kernel hands out its pages
+/// zeroed on first touch, so the untouched part costs no memory; and it
+/// keeps the monitor out of malloc's way: through calloc, the 4 MiB block
+/// would be mapped the first time, but freeing it raises glibc's dynamic
+/// mmap threshold to 4 MiB, after which every later monitor's directory
+/// (and any large allocation of the program) comes from the heap and must
+/// be cleared there: measured, 3 ms and 4 MiB of memory per
+/// `heartbeat_monitor_new()` from the third monitor on.
 #[cfg(not(loom))]
-///
-/// `T` must be valid when all-zero (atomics and null pointers are).
-fn zeroed_slice<T>(n: usize) -> Option<Box<[T]>> {
-    let layout = Layout::array::<T>(n).ok()?;
-    // SAFETY: the layout has a non-zero size (n > 0 and T is not zero-sized
-    // for every caller); alloc_zeroed goes to calloc, which for large sizes
-    // maps zero pages lazily, so an untouched part of the directory costs no
-    // memory.
-    let p = unsafe { alloc_zeroed(layout) }.cast::<T>();
-    if p.is_null() {
-        return None;
+struct Dir {
+    p: ptr::NonNull<AtomicPtr<Chunk>>,
+    n: usize,
+}
+
+// SAFETY: the directory is a slice of atomics, shared as such.
+#[cfg(not(loom))]
+unsafe impl Send for Dir {}
+// SAFETY: as above.
+#[cfg(not(loom))]
+unsafe impl Sync for Dir {}
+
+#[cfg(not(loom))]
+impl Dir {
+    fn new(n: usize) -> Option<Dir> {
+        let bytes = n.checked_mul(std::mem::size_of::<AtomicPtr<Chunk>>())?;
+        let p = super::os::map_zeroed(bytes)?.cast::<AtomicPtr<Chunk>>();
+        Some(Dir { p, n })
     }
-    // SAFETY: `p` is a fresh allocation of exactly `n` Ts with the global
-    // allocator's layout for `[T; n]`, and all-zero is a valid T.
-    Some(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(p, n)) })
+}
+
+#[cfg(not(loom))]
+impl std::ops::Deref for Dir {
+    type Target = [AtomicPtr<Chunk>];
+    fn deref(&self) -> &[AtomicPtr<Chunk>] {
+        // SAFETY: `n` pointers, mapped (zeroed: null, a valid AtomicPtr)
+        // for as long as the Dir lives, and page-aligned.
+        unsafe { std::slice::from_raw_parts(self.p.as_ptr(), self.n) }
+    }
+}
+
+#[cfg(not(loom))]
+impl Drop for Dir {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made by Dir::new, released once; nothing
+        // borrows it any more (`&mut self`).
+        unsafe {
+            super::os::unmap(
+                self.p.cast(),
+                self.n * std::mem::size_of::<AtomicPtr<Chunk>>(),
+            )
+        };
+    }
 }
 
 #[cfg(not(loom))]
@@ -315,7 +356,10 @@ fn zeroed_chunk() -> Option<Box<Chunk>> {
 }
 
 #[cfg(loom)]
-fn zeroed_slice<T>(n: usize) -> Option<Box<[AtomicPtr<T>]>> {
+type Dir = Box<[AtomicPtr<Chunk>]>;
+
+#[cfg(loom)]
+fn loom_dir(n: usize) -> Option<Dir> {
     Some((0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect())
 }
 
@@ -337,7 +381,11 @@ impl Table {
     /// lazily) is allocated.
     pub(crate) fn new() -> Result<Table> {
         Ok(Table {
-            dir: zeroed_slice(DIR_LEN).ok_or(Error::NoMem)?,
+            #[cfg(not(loom))]
+            dir: Dir::new(DIR_LEN).ok_or(Error::NoMem)?,
+            #[cfg(loom)]
+            dir: loom_dir(DIR_LEN).ok_or(Error::NoMem)?,
+            used: AtomicU32::new(0),
         })
     }
 
@@ -418,6 +466,8 @@ impl Table {
         if cell.load(Ordering::Acquire).is_null() {
             let c = zeroed_chunk().ok_or(Error::NoMem)?;
             cell.store(Box::into_raw(c), Ordering::Release);
+            // i < DIR_LEN <= 2^19: fits.
+            self.used.fetch_max(i as u32 + 1, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -431,7 +481,8 @@ impl Table {
 
 impl Drop for Table {
     fn drop(&mut self) {
-        for cell in self.dir.iter() {
+        let used = self.used.load(Ordering::Relaxed) as usize;
+        for cell in self.dir[..used].iter() {
             let p = cell.swap(ptr::null_mut(), Ordering::Acquire);
             if !p.is_null() {
                 // SAFETY: `p` came from Box::into_raw in `ensure` and is
