@@ -700,6 +700,11 @@ def test_watch_and_friends_errors(pair: Pair) -> None:
         with pytest.raises(hb.HeartbeatError) as e:
             mon.alive(2**32 + client.fileno())  # not the client's fd
         check(e, C.ERR_INVALID, errno.EINVAL, "heartbeat_monitor_alive")
+        closed = socket.socket()
+        closed.close()  # fileno() -1: alive()'s socket fast path passes it on
+        with pytest.raises(hb.HeartbeatError) as e:
+            mon.alive(closed)
+        check(e, C.ERR_INVALID, errno.EINVAL, "heartbeat_monitor_alive")
         with pytest.raises(TypeError):
             mon.alive("3")  # type: ignore[arg-type]
         with pytest.raises(TypeError):

@@ -40,6 +40,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import logging
+import socket
 import threading
 import weakref
 from dataclasses import dataclass
@@ -62,6 +63,7 @@ _last_heard = _L.heartbeat_monitor_last_heard_ms
 _stats = _L.heartbeat_monitor_stats
 _free = _L.heartbeat_monitor_free
 
+_SOCKET = socket.socket
 _log = logging.getLogger("libheartbeat")
 _get_ident = threading.get_ident
 
@@ -368,6 +370,13 @@ class Monitor:
         connection is not watched, e.g. already declared dead.
         """
         # The hot path, kept inline: an int or a socket's fileno(), in C range.
+        if type(sock) is _SOCKET:
+            # A socket.socket's fileno() is always a C int (-1 once
+            # closed, which C refuses): no range check needed.
+            rc = _alive(self._ptr, sock.fileno())
+            if rc:
+                raise self._error(rc, "heartbeat_monitor_alive")
+            return
         if type(sock) is int:
             fd = sock
         else:
