@@ -967,34 +967,6 @@ static long minor_faults(void)
     return ru.ru_minflt;
 }
 
-/* The worst page-fault counts of heartbeat_monitor_new() and of _free()
- * (of a monitor that watched one fd) over 5 rounds, into out[0] and
- * out[1]. */
-static int count_new_free_faults(long out[2])
-{
-    struct heartbeat_monitor_options o;
-    memset(&o, 0, sizeof o);
-    o.interval_ms = 1000;
-    o.timeout_ms = 100000;
-    o.dead_cb = dummy_dead;
-    out[0] = out[1] = 0;
-    for (int round = 0; round < 5; round++) {
-        long f0 = minor_faults();
-        struct heartbeat_monitor *m = mon_new(&o, NULL);
-        if (!m)
-            return -1;
-        long f1 = minor_faults();
-        if (heartbeat_monitor_watch(m, 5) != HEARTBEAT_OK)
-            return -1;
-        long f2 = minor_faults();
-        mon_free(m);
-        long f3 = minor_faults();
-        out[0] = f1 - f0 > out[0] ? f1 - f0 : out[0];
-        out[1] = f3 - f2 > out[1] ? f3 - f2 : out[1];
-    }
-    return 0;
-}
-
 /* heartbeat_monitor_new() and _free() touch only the memory they use: the
  * fd table's directory (4 MiB of address space for every possible fd) is
  * neither cleared at creation nor swept at free. Before: free() swapped all
@@ -1009,13 +981,33 @@ static int count_new_free_faults(long out[2])
 static int test_new_and_free_touch_only_what_they_use(void)
 {
     int rc = 1;
-    long got[2] = {-1, -1};
-    CHECK_EQ(count_new_free_faults(got), 0);
-    fprintf(stderr, "  page faults: new %ld, free %ld (worst of 5 rounds)\n", got[0], got[1]);
-    CHECK(got[0] < 512);
-    CHECK(got[1] < 512);
+    struct heartbeat_monitor *m = NULL;
+    struct heartbeat_monitor_options o;
+    memset(&o, 0, sizeof o);
+    o.interval_ms = 1000;
+    o.timeout_ms = 100000;
+    o.dead_cb = dummy_dead;
+    long worst_new = 0, worst_free = 0; /* page faults, worst of 5 rounds */
+    for (int round = 0; round < 5; round++) {
+        long f0 = minor_faults();
+        m = mon_new(&o, NULL);
+        CHECK(m);
+        long f1 = minor_faults();
+        CHECK_EQ(heartbeat_monitor_watch(m, 5), HEARTBEAT_OK);
+        long f2 = minor_faults();
+        mon_free(m);
+        m = NULL;
+        long f3 = minor_faults();
+        worst_new = f1 - f0 > worst_new ? f1 - f0 : worst_new;
+        worst_free = f3 - f2 > worst_free ? f3 - f2 : worst_free;
+    }
+    fprintf(stderr, "  page faults: new %ld, free %ld (worst of 5 rounds)\n", worst_new, worst_free);
+    CHECK(worst_new < 512);
+    CHECK(worst_free < 512);
     rc = 0;
 cleanup:
+    if (m)
+        mon_free(m);
     return rc;
 }
 

@@ -243,11 +243,9 @@ pub(crate) fn try_box<T>(v: T) -> Result<Box<T>> {
 
 /// Maps `bytes` of zeroed, page-aligned memory of its own (a private
 /// anonymous mapping: the kernel supplies each page, zeroed, on first
-/// touch). None if it cannot; errno is left as it was (the caller reports
-/// [`Error::NoMem`]).
+/// touch). None if it cannot (the caller reports [`Error::NoMem`]).
 #[cfg(not(loom))]
 pub(crate) fn map_zeroed(bytes: usize) -> Option<std::ptr::NonNull<u8>> {
-    let saved = errno();
     // SAFETY: a fresh mapping, touching nothing else.
     let p = unsafe {
         libc::mmap(
@@ -259,24 +257,21 @@ pub(crate) fn map_zeroed(bytes: usize) -> Option<std::ptr::NonNull<u8>> {
             0,
         )
     };
-    crate::sys::set_errno(saved);
     if p == libc::MAP_FAILED {
         return None;
     }
     std::ptr::NonNull::new(p.cast())
 }
 
-/// Unmaps what [`map_zeroed`] mapped (errno left as it was).
+/// Unmaps what [`map_zeroed`] mapped.
 ///
 /// # Safety
 /// `p` and `bytes` must be exactly a mapping [`map_zeroed`] returned, no
 /// longer referenced.
 #[cfg(not(loom))]
 pub(crate) unsafe fn unmap(p: std::ptr::NonNull<u8>, bytes: usize) {
-    let saved = errno();
     // SAFETY: per the contract.
     unsafe { libc::munmap(p.as_ptr().cast(), bytes) };
-    crate::sys::set_errno(saved);
 }
 
 /// The id of the calling process: a monitor remembers its creator's, so that

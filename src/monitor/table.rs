@@ -293,13 +293,12 @@ unsafe impl Send for Dir {}
 #[cfg(not(loom))]
 unsafe impl Sync for Dir {}
 
+/// A directory of `n` null chunk pointers, or None.
 #[cfg(not(loom))]
-impl Dir {
-    fn new(n: usize) -> Option<Dir> {
-        let bytes = n.checked_mul(std::mem::size_of::<AtomicPtr<Chunk>>())?;
-        let p = super::os::map_zeroed(bytes)?.cast::<AtomicPtr<Chunk>>();
-        Some(Dir { p, n })
-    }
+fn new_dir(n: usize) -> Option<Dir> {
+    let bytes = n.checked_mul(std::mem::size_of::<AtomicPtr<Chunk>>())?;
+    let p = super::os::map_zeroed(bytes)?.cast::<AtomicPtr<Chunk>>();
+    Some(Dir { p, n })
 }
 
 #[cfg(not(loom))]
@@ -359,7 +358,7 @@ fn zeroed_chunk() -> Option<Box<Chunk>> {
 type Dir = Box<[AtomicPtr<Chunk>]>;
 
 #[cfg(loom)]
-fn loom_dir(n: usize) -> Option<Dir> {
+fn new_dir(n: usize) -> Option<Dir> {
     Some((0..n).map(|_| AtomicPtr::new(ptr::null_mut())).collect())
 }
 
@@ -381,10 +380,7 @@ impl Table {
     /// lazily) is allocated.
     pub(crate) fn new() -> Result<Table> {
         Ok(Table {
-            #[cfg(not(loom))]
-            dir: Dir::new(DIR_LEN).ok_or(Error::NoMem)?,
-            #[cfg(loom)]
-            dir: loom_dir(DIR_LEN).ok_or(Error::NoMem)?,
+            dir: new_dir(DIR_LEN).ok_or(Error::NoMem)?,
             used: AtomicU32::new(0),
         })
     }

@@ -373,19 +373,17 @@ class Monitor:
         if type(sock) is _SOCKET:
             # A socket.socket's fileno() is always a C int (-1 once
             # closed, which C refuses): no range check needed.
-            rc = _alive(self._ptr, sock.fileno())
-            if rc:
-                raise self._error(rc, "heartbeat_monitor_alive")
-            return
-        if type(sock) is int:
-            fd = sock
+            fd = sock.fileno()
         else:
-            try:
-                fd = sock.fileno()  # type: ignore[union-attr]
-            except AttributeError:
-                fd = fd_of(sock)
-        if not (type(fd) is int and -2147483648 <= fd <= 2147483647):
-            fd = fd_of(fd)
+            if type(sock) is int:
+                fd = sock
+            else:
+                try:
+                    fd = sock.fileno()  # type: ignore[union-attr]
+                except AttributeError:
+                    fd = fd_of(sock)
+            if not (type(fd) is int and -2147483648 <= fd <= 2147483647):
+                fd = fd_of(fd)
         rc = _alive(self._ptr, fd)
         if rc:
             raise self._error(rc, "heartbeat_monitor_alive")
