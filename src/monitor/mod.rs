@@ -759,13 +759,13 @@ impl Core {
                         late_ns,
                     } => {
                         g.stats.record_late(late_ns);
-                        if let Some(s) = self.table.slot(fd) {
+                        if let Some(s) = self.table.slot_locked(fd) {
                             s.set_busy();
                         }
                         Event::new(fd, What::Ping { generation, offset })
                     }
                     Due::Dead { fd, why } => {
-                        if let Some(s) = self.table.slot(fd) {
+                        if let Some(s) = self.table.slot_locked(fd) {
                             s.doom();
                         }
                         Event::new(fd, What::Dead(why))

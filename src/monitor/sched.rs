@@ -169,18 +169,21 @@ impl Sched {
     /// first; never in the past (`ceil_ms(due) > now / MS` whenever `due >
     /// now`, and a due time `<= now` is handled before rescheduling).
     fn due_ms(&self, node: &Node, heard: u64, now: u64) -> u64 {
-        let next_ping = node.next_ping.load(Relaxed);
-        let due = match (self.deadline(node, heard), self.pings) {
+        self.due_ms_of(
+            self.deadline(node, heard),
+            node.next_ping.load(Relaxed),
+            now,
+        )
+    }
+
+    /// [`Sched::due_ms`] from the deadline and the next ping, already known.
+    fn due_ms_of(&self, deadline: Option<u64>, next_ping: u64, now: u64) -> u64 {
+        let due = match (deadline, self.pings) {
             (Some(d), true) => d.min(next_ping),
             (Some(d), false) => d,
             (None, _) => next_ping,
         };
         ceil_ms(due).max(now / MS + 1)
-    }
-
-    fn reschedule(&mut self, t: &Table, fd: i32, node: &Node, heard: u64, now: u64) {
-        let due = self.due_ms(node, heard, now);
-        self.wheel.insert(t, fd, due, now / MS);
     }
 
     /// Starts watching `fd` at `now`: last heard = now, first ping spread
@@ -216,7 +219,9 @@ impl Sched {
         Ok(due_ms * MS)
     }
 
-    /// The generation of a watched fd, or None.
+    /// The generation of a watched fd, or None (for the tests; the driver
+    /// reads the state word of the slot it already has).
+    #[cfg(test)]
     pub(crate) fn generation(&self, t: &Table, fd: i32) -> Option<u64> {
         watched_generation(t.slot_locked(fd)?.state())
     }
@@ -255,12 +260,17 @@ impl Sched {
     /// only what was due when it started, see the wheel's `pop`).
     pub(crate) fn poll(&mut self, t: &Table, now: u64, sweep: bool) -> Option<Due> {
         while let Some(fd) = self.wheel.pop(t, now / MS, sweep) {
-            let Some(gen) = self.generation(t, fd) else {
-                continue; // cannot happen: unwatched fds leave the wheel
+            // (Neither `continue` can happen: unwatched fds leave the
+            // wheel, and only fds with a chunk enter it.)
+            let Some((slot, node)) = t.get_locked(fd) else {
+                continue;
             };
-            let (slot, node) = t.get_locked(fd)?;
+            let Some(gen) = watched_generation(slot.state()) else {
+                continue;
+            };
             let heard = slot.heard();
-            if self.deadline(node, heard).is_some_and(|d| now >= d) {
+            let deadline = self.deadline(node, heard);
+            if deadline.is_some_and(|d| now >= d) {
                 self.forget(t, fd);
                 return Some(Due::Dead {
                     fd,
@@ -277,9 +287,10 @@ impl Sched {
                 } else {
                     behind / self.interval + 1
                 };
-                node.next_ping
-                    .store(next_ping + missed * self.interval, Relaxed);
-                self.reschedule(t, fd, node, heard, now);
+                let next = next_ping + missed * self.interval;
+                node.next_ping.store(next, Relaxed);
+                let due = self.due_ms_of(deadline, next, now);
+                self.wheel.insert_node(t, node, fd, due, now / MS);
                 return Some(Due::Ping {
                     fd,
                     generation: gen,
@@ -287,7 +298,8 @@ impl Sched {
                     late_ns: now - next_ping,
                 });
             }
-            self.reschedule(t, fd, node, heard, now);
+            let due = self.due_ms_of(deadline, next_ping, now);
+            self.wheel.insert_node(t, node, fd, due, now / MS);
         }
         None
     }
@@ -321,10 +333,10 @@ impl Sched {
         start: u64,
         end: u64,
     ) -> Option<Death> {
-        if self.generation(t, fd) != Some(generation) {
+        let (slot, node) = t.get_locked(fd)?;
+        if watched_generation(slot.state()) != Some(generation) {
             return None;
         }
-        let (slot, node) = t.get_locked(fd)?;
         match sent {
             Sent::Bytes(n) => {
                 let done = offset + n;

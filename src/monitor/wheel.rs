@@ -337,8 +337,8 @@ impl Wheel {
         self.count -= 1;
     }
 
-    /// The first fd of list `l` (not empty), taken out.
-    fn pop_front(&mut self, t: &Table, l: usize) -> i32 {
+    /// The first fd of list `l` (not empty), taken out, and its due time.
+    fn pop_front(&mut self, t: &Table, l: usize) -> (i32, u64) {
         let h = self.lists[l].head;
         let blk = &mut self.blocks[h as usize];
         let fd = blk.fds[blk.start as usize];
@@ -346,15 +346,20 @@ impl Wheel {
         if blk.start == blk.used {
             self.drop_block(l, h);
         }
-        Self::node(t, fd).list.store(OUT, Relaxed);
+        let n = Self::node(t, fd);
+        n.list.store(OUT, Relaxed);
         self.count -= 1;
-        fd
+        (fd, n.due_ms.load(Relaxed))
     }
 
     /// Schedules `fd` (not linked) at millisecond `due_ms`, the time being
     /// `now_ms`. A time already passed goes to the ready list.
     pub(crate) fn insert(&mut self, t: &Table, fd: i32, due_ms: u64, now_ms: u64) {
-        let n = Self::node(t, fd);
+        self.insert_node(t, Self::node(t, fd), fd, due_ms, now_ms);
+    }
+
+    /// [`Wheel::insert`] of `fd` whose node `n` the caller already has.
+    pub(crate) fn insert_node(&mut self, t: &Table, n: &Node, fd: i32, due_ms: u64, now_ms: u64) {
         n.due_ms.store(due_ms, Relaxed);
         if due_ms >= self.cursor + self.len && now_ms >= self.cursor {
             // The cursor is behind the clock (the driver has not looked for
@@ -470,8 +475,7 @@ impl Wheel {
         }
         let r = self.ready();
         while self.lists[r].head != NIL {
-            let fd = self.pop_front(t, r);
-            let due = Self::node(t, fd).due_ms.load(Relaxed);
+            let (fd, due) = self.pop_front(t, r);
             if due <= now_ms {
                 return Some(fd);
             }
@@ -481,11 +485,18 @@ impl Wheel {
             self.insert(t, fd, due, now_ms);
         }
         loop {
-            match self.first_slot() {
+            // The cursor's own slot, when not empty, is the first (every
+            // slot before it is empty): no bitmap search per fd.
+            let c = (self.cursor & (self.len - 1)) as usize;
+            let first = if self.lists[c].head != NIL {
+                Some((c, self.cursor))
+            } else {
+                self.first_slot()
+            };
+            match first {
                 Some((s, m)) if m <= self.due_to => {
                     self.cursor = m; // every slot before it is empty
-                    let fd = self.pop_front(t, s);
-                    let due = Self::node(t, fd).due_ms.load(Relaxed);
+                    let (fd, due) = self.pop_front(t, s);
                     if due <= now_ms.max(m) {
                         return Some(fd);
                     }
